@@ -1,1 +1,25 @@
-//! placeholder
+//! Every libc call the laysocks preload layer makes, in one place.
+//!
+//! The preload library exports `connect`, `close`, `read`, … under their libc names, so
+//! inside it a plain `libc::connect(…)` binds to *our own* export and recurses. This
+//! crate is how the layer reaches the real functions:
+//!
+//! - [`real`]: the table of "next" symbols, resolved once with `dlsym(RTLD_NEXT)` and
+//!   kept in atomics (lock-free, fork-safe), with a raw-syscall fallback for each.
+//! - [`net`]: sockaddr ⇄ [`std::net::SocketAddr`] conversion and the socket calls the
+//!   handshake driver needs (non-blocking `send`/`recv` by flag, `poll` on one fd,
+//!   `SO_ERROR`, disconnect), as thin safe wrappers returning `Result<_, Errno>`.
+//! - [`errno`]: reading, setting and naming errno.
+//! - [`time`], [`stderr`]: a monotonic clock and a write to fd 2 that never allocates.
+//!
+//! Functions the layer does *not* export (fstat, clock_gettime, pthread_atfork…) are
+//! called through `libc` directly. Nothing here uses `std::fs`, `std::net` sockets or
+//! `println!`: they go through libc symbols the layer may hook.
+
+pub mod errno;
+pub mod net;
+pub mod real;
+pub mod stderr;
+pub mod time;
+
+pub use errno::Errno;

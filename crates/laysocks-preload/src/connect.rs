@@ -1,0 +1,236 @@
+//! The `connect` hook: where a program's TCP connection is turned into a proxied one.
+//!
+//! Decision (DESIGN §3): only `AF_INET`/`AF_INET6` stream sockets (TCP or MPTCP) are
+//! proxied; loopback, the unspecified address, the proxy itself and configured
+//! exclusions go direct (`laysocks_config::LayerConfig::is_direct`). An IPv4-mapped
+//! destination on an IPv6 socket (`::ffff:a.b.c.d`, Java's default) is an IPv4 target.
+//!
+//! Mechanics: the program's own socket is connected to the proxy — an IPv6 socket
+//! reaches an IPv4 proxy through `::ffff:` unless `IPV6_V6ONLY` is set — and the SOCKS5
+//! handshake runs on it under one deadline: the configured connect timeout, or the
+//! socket's `SO_SNDTIMEO` if that is shorter (a blocking connect honours it). File
+//! status flags are never touched: for a blocking socket the kernel's connect is bounded
+//! by setting `SO_SNDTIMEO` to the time left for the duration of the call, then
+//! restoring the program's value.
+//!
+//! Non-blocking sockets (for now) also finish the handshake inside `connect()` and get
+//! 0, as proxychains-ng does; issue 4 replaces that with `EINPROGRESS` and progress in
+//! the program's own poll/epoll calls, using the same [`driver`](crate::driver).
+//!
+//! On failure the socket is dissolved back to "unconnected" (`connect(AF_UNSPEC)`, and
+//! its pending error cleared) so a retry on the same fd behaves as after a failed direct
+//! connect, and the program gets the errno a direct connect would have given.
+
+use std::net::SocketAddr;
+
+use laysocks_proto::{ClientHandshake, TargetAddr};
+use laysocks_sys::net::{self as sysnet, sockaddr_family};
+use laysocks_sys::{time, Errno};
+use libc::{c_int, sockaddr, socklen_t};
+
+use crate::driver::{self, Driver, Failure};
+use crate::fdtable::{self, Socket, SocketState};
+use crate::hook::{HookResult, OnPanic, Outcome};
+use crate::{layer, report};
+
+hook! {
+    /// `connect(2)`: proxied for TCP destinations that are not excluded.
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fast_path: false;
+    on_panic: OnPanic::Fail(libc::ECONNABORTED);
+    body: on_connect(fd, addr, len)
+}
+
+hook! {
+    /// glibc's exported alias of `connect`, used by some programs and libraries.
+    fn __connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fast_path: false;
+    on_panic: OnPanic::Fail(libc::ECONNABORTED);
+    body: on_connect(fd, addr, len)
+}
+
+/// # Safety
+/// `addr`/`len` as the program passed them to `connect`.
+unsafe fn on_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> HookResult<c_int> {
+    // SAFETY: the program promised `len` readable bytes at `addr`, as connect(2) requires.
+    let dest = match unsafe { sysnet::read_sockaddr(addr, len) } {
+        Some(d) => d,
+        None => {
+            // SAFETY: as above.
+            if unsafe { sockaddr_family(addr, len) } == Some(libc::AF_UNSPEC) {
+                // Dissolving the association: the socket is no longer a proxied one.
+                fdtable::forget(fd);
+            }
+            return Ok(Outcome::Passthrough);
+        }
+    };
+    // Only stream sockets over TCP (or MPTCP). Errors such as ENOTSOCK or EBADF are
+    // left for the real connect to report.
+    match sysnet::socket_type(fd) {
+        Ok(libc::SOCK_STREAM) => {}
+        _ => return Ok(Outcome::Passthrough),
+    }
+    match sysnet::socket_protocol(fd) {
+        Ok(0) | Ok(libc::IPPROTO_TCP) | Ok(libc::IPPROTO_MPTCP) => {}
+        _ => return Ok(Outcome::Passthrough),
+    }
+    let layer = layer::get();
+    let family = sysnet::socket_domain(fd).map_err(crate::hook::HookError)?;
+    if let Some(existing) = fdtable::lookup(fd) {
+        // Already proxied and established: the kernel would say EISCONN for a
+        // connected socket, and so do we (never start a second handshake on a stream).
+        let _ = existing;
+        return Err(Errno(libc::EISCONN).into());
+    }
+    if layer.config.is_direct(dest) {
+        fdtable::forget(fd);
+        report::direct(&layer.config, dest);
+        return Ok(Outcome::Passthrough);
+    }
+    let target = TargetAddr::from(dest);
+    match proxied_connect(fd, family, target) {
+        Ok(()) => Ok(Outcome::Done(0)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects `fd` to the proxy and runs the handshake for `target`; records the socket.
+fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), Errno> {
+    let layer = layer::get();
+    let cfg = &layer.config;
+    let started = time::now_ms();
+    let blocking = !sysnet::is_nonblocking(fd)?;
+    let app_sndtimeo = if blocking { sysnet::send_timeout_ms(fd).unwrap_or(0) } else { 0 };
+    let mut timeout = u64::from(cfg.connect_timeout_ms);
+    if app_sndtimeo > 0 {
+        timeout = timeout.min(app_sndtimeo);
+    }
+    let deadline = started + timeout;
+
+    let result = (|| {
+        if layer::is_disabled() {
+            return Err((None, Failure::LayerDisabled));
+        }
+        let proxy = connect_to_proxy(fd, family, blocking, app_sndtimeo, started, deadline)
+            .map_err(|f| (None, f))?;
+        let engine = ClientHandshake::new(&target, layer.credentials.as_ref());
+        let mut d = Driver::new(fd, engine);
+        driver::run_to_completion(&mut d, started, deadline).map_err(|f| (Some(proxy), f))?;
+        Ok(proxy)
+    })();
+
+    match result {
+        Ok(proxy) => {
+            let inode = sysnet::inode(fd).unwrap_or(0);
+            fdtable::insert(
+                fd,
+                Socket {
+                    inode,
+                    family,
+                    state: SocketState::Established { target, proxy },
+                },
+            );
+            report::connected(cfg, &target, time::now_us() - started * 1000);
+            Ok(())
+        }
+        Err((_, failure)) => {
+            sysnet::disconnect(fd);
+            fdtable::forget(fd);
+            let errno = failure.errno();
+            report::failed(cfg, &target, &failure, errno);
+            Err(errno)
+        }
+    }
+}
+
+/// Proxy addresses this socket can reach, in configured order: IPv4 ones on an
+/// `AF_INET` socket; on an `AF_INET6` socket IPv6 ones, and IPv4 ones as `::ffff:`
+/// unless the socket is `IPV6_V6ONLY`.
+fn candidates(fd: c_int, family: c_int) -> Vec<SocketAddr> {
+    let cfg = &layer::get().config;
+    match family {
+        libc::AF_INET => cfg.proxy_addrs.iter().filter(|a| a.is_ipv4()).copied().collect(),
+        libc::AF_INET6 => {
+            let v6only = sysnet::v6only(fd);
+            cfg.proxy_addrs
+                .iter()
+                .filter(|a| a.is_ipv6() || !v6only)
+                .map(|a| sysnet::in_family(*a, libc::AF_INET6))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The kernel connect to the proxy, bounded by the deadline. Tries each usable proxy
+/// address in turn; returns the one reached.
+fn connect_to_proxy(
+    fd: c_int,
+    family: c_int,
+    blocking: bool,
+    app_sndtimeo: u64,
+    started: u64,
+    deadline: u64,
+) -> Result<SocketAddr, Failure> {
+    let proxies = candidates(fd, family);
+    if proxies.is_empty() {
+        return Err(Failure::NoProxyForFamily);
+    }
+    let mut last = Failure::NoProxyForFamily;
+    for (i, proxy) in proxies.iter().enumerate() {
+        if i > 0 {
+            // Linux lets a socket whose connect failed try again once dissolved.
+            sysnet::disconnect(fd);
+        }
+        match connect_once(fd, proxy, blocking, app_sndtimeo, started, deadline) {
+            Ok(()) => return Ok(*proxy),
+            Err(f @ Failure::Timeout { .. }) => return Err(f),
+            Err(f) => last = f,
+        }
+    }
+    Err(last)
+}
+
+fn connect_once(
+    fd: c_int,
+    proxy: &SocketAddr,
+    blocking: bool,
+    app_sndtimeo: u64,
+    started: u64,
+    deadline: u64,
+) -> Result<(), Failure> {
+    let left = deadline.saturating_sub(time::now_ms()).max(1);
+    if blocking {
+        // Bound the kernel's blocking connect by our deadline (SO_SNDTIMEO applies to
+        // connect on Linux), then give the program its own value back.
+        let _ = sysnet::set_send_timeout_ms(fd, left);
+        let r = sysnet::connect(fd, proxy);
+        let _ = sysnet::set_send_timeout_ms(fd, app_sndtimeo);
+        match r {
+            Ok(()) => Ok(()),
+            // SO_SNDTIMEO expired: the connect goes on in the background; we give up.
+            Err(Errno(libc::EINPROGRESS)) | Err(Errno(libc::EAGAIN)) => Err(Failure::Timeout {
+                after_ms: deadline.saturating_sub(started),
+            }),
+            // A signal interrupted the wait: the connect continues; wait for it here.
+            Err(Errno(libc::EINTR)) => finish_async_connect(fd, started, deadline),
+            Err(e) => Err(Failure::ProxyUnreachable(e)),
+        }
+    } else {
+        match sysnet::connect(fd, proxy) {
+            Ok(()) => Ok(()),
+            Err(Errno(libc::EINPROGRESS)) => finish_async_connect(fd, started, deadline),
+            Err(e) => Err(Failure::ProxyUnreachable(e)),
+        }
+    }
+}
+
+/// Waits for an in-progress kernel connect and reads its outcome from `SO_ERROR`.
+fn finish_async_connect(fd: c_int, started: u64, deadline: u64) -> Result<(), Failure> {
+    driver::wait_for(fd, libc::POLLOUT, started, deadline)?;
+    match sysnet::take_socket_error(fd) {
+        Ok(0) => Ok(()),
+        Ok(e) => Err(Failure::ProxyUnreachable(Errno(e))),
+        Err(e) => Err(Failure::ProxyUnreachable(e)),
+    }
+}

@@ -1,0 +1,250 @@
+//! Moves the engine's bytes over the application's socket.
+//!
+//! [`Driver::advance`] does as much of the SOCKS5 exchange as the socket allows right
+//! now and says what it waits for next (`POLLOUT` to send, `POLLIN` for a reply). It
+//! never blocks and never changes the socket's flags: sends and receives carry
+//! `MSG_DONTWAIT` per call. Reads ask for exactly [`ClientHandshake::bytes_needed`]
+//! bytes, so application data the proxy forwards right after its reply stays in the
+//! kernel for the program to read.
+//!
+//! [`run_to_completion`] is the blocking form used inside `connect()`: advance, `poll`
+//! the one fd for what is needed with the time left, repeat until done or the deadline.
+//! The non-blocking design (issue 4) calls `advance` from the program's own poll/epoll.
+
+use laysocks_proto::{ClientHandshake, ClientStatus, Error as ProtoError, TargetAddr};
+use laysocks_sys::net::{poll_one, recv_nonblocking, send_nonblocking};
+use laysocks_sys::{time, Errno};
+use libc::c_int;
+
+/// Why a proxied connect failed, with what to tell the program and the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The proxy could not be reached: the errno of that connect.
+    ProxyUnreachable(Errno),
+    /// No proxy address usable from this socket's family.
+    NoProxyForFamily,
+    /// The proxy hung up (EOF) before its reply was complete.
+    ProxyClosed,
+    /// A socket error during the exchange (RST from the proxy, …).
+    Io(Errno),
+    /// The proxy answered, but with a refusal or something that is not SOCKS5.
+    Protocol(ProtoError),
+    /// The deadline passed first.
+    Timeout { after_ms: u64 },
+    /// The layer turned itself off after an internal error.
+    LayerDisabled,
+}
+
+impl Failure {
+    /// The errno a direct connect would have given for the same situation.
+    pub fn errno(&self) -> Errno {
+        use laysocks_proto::ErrorKind as K;
+        Errno(match self {
+            Failure::ProxyUnreachable(e) | Failure::Io(e) => e.0,
+            Failure::NoProxyForFamily => libc::EAFNOSUPPORT,
+            Failure::ProxyClosed => libc::ECONNRESET,
+            Failure::Timeout { .. } => libc::ETIMEDOUT,
+            Failure::LayerDisabled => libc::ECONNABORTED,
+            Failure::Protocol(e) => match e.kind() {
+                K::ConnectionRefused => libc::ECONNREFUSED,
+                K::NetworkUnreachable => libc::ENETUNREACH,
+                K::HostUnreachable => libc::EHOSTUNREACH,
+                K::TimedOut => libc::ETIMEDOUT,
+                K::AccessDenied => libc::EACCES,
+                K::Unsupported => libc::EAFNOSUPPORT,
+                K::ProtocolError => libc::EPROTO,
+            },
+        })
+    }
+
+    /// A short reason for the one-line message.
+    pub fn reason(&self) -> String {
+        match self {
+            Failure::ProxyUnreachable(e) => format!("cannot reach the proxy: {}", e.description()),
+            Failure::NoProxyForFamily => {
+                "the proxy has no address this socket's family can reach (IPv4 socket, IPv6-only proxy)".into()
+            }
+            Failure::ProxyClosed => "the proxy closed the connection during the SOCKS5 handshake".into(),
+            Failure::Io(e) => format!("connection to the proxy failed during the handshake: {}", e.description()),
+            Failure::Protocol(e) => format!("{e}"),
+            Failure::Timeout { after_ms } => format!(
+                "no complete answer from the proxy within {:.1} s (raise --connect-timeout if the proxy is slow)",
+                *after_ms as f64 / 1000.0
+            ),
+            Failure::LayerDisabled => "the layer is disabled after an internal error".into(),
+        }
+    }
+}
+
+/// What the handshake waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Call `advance` again once the socket has these `poll` events.
+    Wait(i16),
+    /// The proxy reached the target; its reply carried this bound address.
+    Done(TargetAddr),
+    Failed(Failure),
+}
+
+/// One handshake on one socket.
+pub struct Driver {
+    fd: c_int,
+    engine: ClientHandshake,
+}
+
+impl Driver {
+    pub fn new(fd: c_int, engine: ClientHandshake) -> Self {
+        Driver { fd, engine }
+    }
+
+    /// Progress without blocking; see the module docs.
+    pub fn advance(&mut self) -> Step {
+        // Bounded: each turn either moves bytes or returns.
+        let mut buf = [0u8; 512];
+        for _ in 0..64 {
+            match self.engine.status() {
+                ClientStatus::Done(bound) => return Step::Done(bound),
+                ClientStatus::Failed(e) => return Step::Failed(Failure::Protocol(e)),
+                ClientStatus::NeedWrite => match send_nonblocking(self.fd, self.engine.pending_output()) {
+                    Ok(n) => self.engine.consume_output(n),
+                    Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLOUT),
+                    Err(Errno(libc::EINTR)) => continue,
+                    Err(e) => return Step::Failed(Failure::Io(e)),
+                },
+                ClientStatus::NeedRead => {
+                    let want = self.engine.bytes_needed().clamp(1, buf.len());
+                    match recv_nonblocking(self.fd, &mut buf[..want]) {
+                        Ok(0) => return Step::Failed(Failure::ProxyClosed),
+                        Ok(n) => {
+                            if let Err(e) = self.engine.handle_input(&buf[..n]) {
+                                return Step::Failed(Failure::Protocol(e));
+                            }
+                        }
+                        Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLIN),
+                        Err(Errno(libc::EINTR)) => continue,
+                        Err(e) => return Step::Failed(Failure::Io(e)),
+                    }
+                }
+            }
+        }
+        Step::Wait(libc::POLLIN | libc::POLLOUT)
+    }
+}
+
+/// Runs the handshake to the end or until `deadline_ms` (monotonic), waiting with `poll`.
+pub fn run_to_completion(driver: &mut Driver, started_ms: u64, deadline_ms: u64) -> Result<TargetAddr, Failure> {
+    loop {
+        match driver.advance() {
+            Step::Done(bound) => return Ok(bound),
+            Step::Failed(f) => return Err(f),
+            Step::Wait(events) => wait_for(driver.fd, events, started_ms, deadline_ms)?,
+        }
+    }
+}
+
+/// Waits until `fd` has `events` (or an error/hangup, which the next step will read),
+/// retrying `EINTR` with the time that is left.
+pub fn wait_for(fd: c_int, events: i16, started_ms: u64, deadline_ms: u64) -> Result<(), Failure> {
+    loop {
+        let now = time::now_ms();
+        if now >= deadline_ms {
+            return Err(Failure::Timeout {
+                after_ms: deadline_ms.saturating_sub(started_ms),
+            });
+        }
+        let left = (deadline_ms - now).min(i32::MAX as u64) as i32;
+        match poll_one(fd, events, left) {
+            Ok(0) => continue, // timed out: the loop head reports it
+            Ok(_) => return Ok(()),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use laysocks_proto::{ReplyCode, ServerAuth, ServerHandshake, ServerStatus};
+
+    fn socketpair() -> (c_int, c_int) {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid out-array of two ints.
+        let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        (fds[0], fds[1])
+    }
+
+    fn close(fd: c_int) {
+        // SAFETY: closing a test-owned fd.
+        unsafe { libc::close(fd) };
+    }
+
+    /// Serves one step of an in-memory proxy on `fd` with our own server engine.
+    fn serve(fd: c_int, server: &mut ServerHandshake, extra: &[u8]) {
+        let mut buf = [0u8; 600];
+        for _ in 0..20 {
+            match server.status() {
+                ServerStatus::NeedWrite => {
+                    let n = send_nonblocking(fd, server.pending_output()).unwrap();
+                    server.consume_output(n);
+                }
+                ServerStatus::NeedRead => match recv_nonblocking(fd, &mut buf) {
+                    Ok(n) => {
+                        server.handle_input(&buf[..n]).unwrap();
+                    }
+                    Err(_) => return,
+                },
+                ServerStatus::Request(_) => {
+                    server.reply(ReplyCode::Succeeded, &"0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap().into());
+                }
+                ServerStatus::Done => {
+                    send_nonblocking(fd, extra).unwrap();
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    #[test]
+    fn handshake_over_a_socket_leaves_app_data_unread() {
+        let (client, proxy) = socketpair();
+        let target: TargetAddr = "203.0.113.2:80".parse::<std::net::SocketAddr>().unwrap().into();
+        let mut driver = Driver::new(client, ClientHandshake::new(&target, None));
+        let mut server = ServerHandshake::new(ServerAuth::NoAuth);
+        let mut done = None;
+        for _ in 0..20 {
+            match driver.advance() {
+                Step::Done(b) => {
+                    done = Some(b);
+                    break;
+                }
+                Step::Failed(f) => panic!("{f:?}"),
+                Step::Wait(_) => serve(proxy, &mut server, b"HTTP/1.0 200 OK\r\n"),
+            }
+        }
+        assert!(done.is_some());
+        let mut rest = [0u8; 64];
+        let n = recv_nonblocking(client, &mut rest).unwrap();
+        assert_eq!(&rest[..n], b"HTTP/1.0 200 OK\r\n");
+        close(client);
+        close(proxy);
+    }
+
+    #[test]
+    fn eof_and_timeout_are_failures() {
+        let (client, proxy) = socketpair();
+        let target: TargetAddr = "203.0.113.2:80".parse::<std::net::SocketAddr>().unwrap().into();
+        let mut driver = Driver::new(client, ClientHandshake::new(&target, None));
+        let now = time::now_ms();
+        let r = run_to_completion(&mut driver, now, now + 50);
+        assert!(matches!(r, Err(Failure::Timeout { .. })), "{r:?}");
+        assert_eq!(Failure::Timeout { after_ms: 50 }.errno().0, libc::ETIMEDOUT);
+        close(proxy);
+        let r = run_to_completion(&mut driver, now, time::now_ms() + 1000);
+        assert_eq!(r, Err(Failure::ProxyClosed));
+        assert_eq!(Failure::ProxyClosed.errno().0, libc::ECONNRESET);
+        close(client);
+    }
+}

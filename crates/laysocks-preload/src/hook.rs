@@ -1,0 +1,178 @@
+//! The one way a hook is written.
+//!
+//! [`hook!`] turns a Rust body into an exported C function that:
+//! 1. takes an optional *fast path* first — a check like "is this fd ours?" that costs a
+//!    load and a branch and sends every foreign call straight to libc;
+//! 2. passes straight to libc when the layer is not active ([`layer::is_active`]) or when
+//!    the hook is re-entered on this thread (a signal handler, or libc calling back into
+//!    an exported symbol while we are inside a hook);
+//! 3. runs the body inside `catch_unwind`: a panic never unwinds into C. It disables the
+//!    layer for the process, prints one line, and gives the hook's `on_panic` answer;
+//! 4. turns the body's [`HookResult`] into the C return value and errno exactly once.
+//!
+//! Bodies return `Ok(Outcome::Done(v))` to answer the call themselves,
+//! `Ok(Outcome::Passthrough)` to let libc answer it, or `Err(HookError(errno))` to fail
+//! it the way libc would (`-1` and errno).
+
+use std::cell::Cell;
+
+use laysocks_sys::Errno;
+
+use crate::layer;
+
+/// What a hook body decided.
+pub enum Outcome<T> {
+    /// Return this value to the program.
+    Done(T),
+    /// Call the real function with the program's arguments.
+    Passthrough,
+}
+
+/// A failure to report as `-1` with this errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookError(pub Errno);
+
+impl From<Errno> for HookError {
+    fn from(e: Errno) -> Self {
+        HookError(e)
+    }
+}
+
+/// The result type of every hook body.
+pub type HookResult<T> = Result<Outcome<T>, HookError>;
+
+/// What a hook does when its body panicked (the layer is disabled from then on).
+#[derive(Clone, Copy)]
+pub enum OnPanic {
+    /// Call the real function: right for calls where doing what the program asked is
+    /// always safe (close, dup, read…).
+    Passthrough,
+    /// Fail with this errno: right for `connect`, where the real call could go direct.
+    Fail(i32),
+}
+
+/// C return types a hook can fail with.
+pub trait HookRet {
+    /// The value that means "failed, see errno".
+    const FAILED: Self;
+}
+
+impl HookRet for libc::c_int {
+    const FAILED: Self = -1;
+}
+
+impl HookRet for libc::ssize_t {
+    const FAILED: Self = -1;
+}
+
+impl HookRet for () {
+    const FAILED: Self = ();
+}
+
+thread_local! {
+    // Const-initialised and without a destructor, so access is a plain TLS load and
+    // works on any thread at any time, including while the thread is exiting.
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Held while a hook body runs on this thread.
+pub struct Guard(());
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        IN_HOOK.with(|f| f.set(false));
+    }
+}
+
+/// Enters a hook: `None` means "call libc directly" (layer inactive or re-entered).
+#[inline]
+pub fn enter() -> Option<Guard> {
+    if !layer::is_active() {
+        return None;
+    }
+    IN_HOOK.with(|f| {
+        if f.get() {
+            None
+        } else {
+            f.set(true);
+            Some(Guard(()))
+        }
+    })
+}
+
+/// Turns a body's result into the C return value (called by [`hook!`] only).
+pub fn finish<T: HookRet>(
+    guard: Guard,
+    result: std::thread::Result<HookResult<T>>,
+    on_panic: OnPanic,
+    real: impl FnOnce() -> T,
+) -> T {
+    match result {
+        Ok(Ok(Outcome::Done(v))) => v,
+        // The guard stays held: anything libc calls back into passes straight through.
+        Ok(Ok(Outcome::Passthrough)) => real(),
+        Ok(Err(HookError(e))) => {
+            drop(guard);
+            e.set();
+            T::FAILED
+        }
+        Err(_) => {
+            layer::disable_after_panic();
+            match on_panic {
+                OnPanic::Passthrough => real(),
+                OnPanic::Fail(e) => {
+                    drop(guard);
+                    Errno(e).set();
+                    T::FAILED
+                }
+            }
+        }
+    }
+}
+
+/// Defines an exported hook; see the module docs.
+///
+/// ```ignore
+/// hook! {
+///     /// docs
+///     fn close(fd: c_int) -> c_int;
+///     fast_path: !fdtable::is_ours(fd);
+///     on_panic: OnPanic::Passthrough;
+///     body: lifecycle::on_close(fd)
+/// }
+/// ```
+/// The real function is `laysocks_sys::real::<name>()`; the body is an expression of
+/// type `HookResult<ret>` evaluated in an unsafe context.
+#[macro_export]
+macro_rules! hook {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty;
+        fast_path: $fast:expr;
+        on_panic: $on_panic:expr;
+        body: $body:expr
+    ) => {
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: the real function gets exactly the arguments the program gave us,
+            // under the contract the program already accepted for this libc call.
+            let real = move || unsafe { laysocks_sys::real::$name()($($arg),*) };
+            if $fast {
+                return real();
+            }
+            let Some(guard) = $crate::hook::enter() else {
+                return real();
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || -> $crate::hook::HookResult<$ret> {
+                    #[allow(unused_unsafe)]
+                    // SAFETY: the body receives the program's arguments and treats its
+                    // pointers with the validity the libc contract of this call gives.
+                    unsafe { $body }
+                },
+            ));
+            $crate::hook::finish(guard, result, $on_panic, real)
+        }
+    };
+}

@@ -1,0 +1,47 @@
+//! The layer's messages on stderr: one line each, naming target, proxy and reason.
+//!
+//! Failures are printed unless `quiet`; with `verbose`, every connection gets a line
+//! (proxied with its handshake time, and direct ones with why they went direct), so
+//! `laysocks -v -- prog` shows everything a program connects to.
+
+use std::net::SocketAddr;
+
+use laysocks_config::LayerConfig;
+use laysocks_proto::TargetAddr;
+use laysocks_sys::{stderr, Errno};
+
+use crate::driver::Failure;
+
+/// A proxied connect succeeded after `micros`.
+pub fn connected(cfg: &LayerConfig, target: &TargetAddr, micros: u64) {
+    if cfg.verbose && !cfg.quiet {
+        stderr::write_line(&format!(
+            "laysocks: {target} via {}: connected in {:.1} ms",
+            cfg.proxy_label,
+            micros as f64 / 1000.0
+        ));
+    }
+}
+
+/// A connect went direct (loopback, exclusion, the proxy itself).
+pub fn direct(cfg: &LayerConfig, dest: SocketAddr) {
+    if cfg.verbose && !cfg.quiet {
+        let why = if laysocks_config::net::canonical(dest.ip()).is_loopback() {
+            "loopback"
+        } else {
+            "excluded"
+        };
+        stderr::write_line(&format!("laysocks: {dest}: direct ({why})"));
+    }
+}
+
+/// A proxied connect failed; the program gets `errno`.
+pub fn failed(cfg: &LayerConfig, target: &TargetAddr, failure: &Failure, errno: Errno) {
+    if !cfg.quiet {
+        stderr::write_line(&format!(
+            "laysocks: connect to {target} via {} failed: {} ({errno})",
+            cfg.proxy_label,
+            failure.reason()
+        ));
+    }
+}

@@ -1,0 +1,189 @@
+//! The real (next) definitions of every symbol the preload layer exports.
+//!
+//! Each entry is resolved with `dlsym(RTLD_NEXT, name)` the first time it is needed
+//! (normally all at once from the layer's constructor, [`resolve_all`]) and cached in
+//! an `AtomicUsize`: a relaxed load and an indirect call on every use, no lock, nothing
+//! to reset after `fork`. Two threads racing to resolve store the same value.
+//!
+//! If `dlsym` finds nothing (a program built against a newer libc than the one it runs
+//! on can bind to our unversioned export of a symbol that libc lacks), the entry falls
+//! back to a raw system call with the same meaning, so a hook never calls through NULL.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_int, c_uint, c_ulong, c_void, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t};
+
+fn lookup(name: &'static [u8]) -> usize {
+    debug_assert_eq!(name.last(), Some(&0));
+    // SAFETY: `name` is a NUL-terminated static string; RTLD_NEXT asks for the next
+    // definition after this library, which is the one the program would have used.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) as usize }
+}
+
+macro_rules! real_functions {
+    ($( $(#[$doc:meta])* $name:ident : fn($($arg:ident: $ty:ty),*) -> $ret:ty = $fallback:path; )*) => {
+        mod slots {
+            use super::AtomicUsize;
+            $( #[allow(non_upper_case_globals)] pub static $name: AtomicUsize = AtomicUsize::new(0); )*
+        }
+        $(
+            $(#[$doc])*
+            #[inline(always)]
+            pub fn $name() -> unsafe extern "C" fn($($ty),*) -> $ret {
+                let mut p = slots::$name.load(Ordering::Relaxed);
+                if p == 0 {
+                    p = lookup(concat!(stringify!($name), "\0").as_bytes());
+                    if p == 0 {
+                        p = $fallback as unsafe extern "C" fn($($ty),*) -> $ret as usize;
+                    }
+                    slots::$name.store(p, Ordering::Relaxed);
+                }
+                // SAFETY: `p` is either libc's definition of this very symbol, whose C
+                // signature is the one declared here, or our fallback of that type.
+                unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($ty),*) -> $ret>(p) }
+            }
+        )*
+
+        /// Resolves every entry now (called from the layer's constructor, before threads).
+        pub fn resolve_all() {
+            $( let _ = $name(); )*
+        }
+    };
+}
+
+real_functions! {
+    connect: fn(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int = fallback::connect;
+    /// glibc's exported alias of `connect`.
+    __connect: fn(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int = fallback::connect;
+    close: fn(fd: c_int) -> c_int = fallback::close;
+    close_range: fn(first: c_uint, last: c_uint, flags: c_int) -> c_int = fallback::close_range;
+    closefrom: fn(low: c_int) -> () = fallback::closefrom;
+    getpeername: fn(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int = fallback::getpeername;
+    getsockopt: fn(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int = fallback::getsockopt;
+    dup: fn(fd: c_int) -> c_int = fallback::dup;
+    dup2: fn(old: c_int, new: c_int) -> c_int = fallback::dup2;
+    dup3: fn(old: c_int, new: c_int, flags: c_int) -> c_int = fallback::dup3;
+    /// `fcntl` is variadic in C; every command we care about takes an integer or
+    /// pointer third argument, which the x86-64 and AArch64 ABIs pass like a fixed one.
+    fcntl: fn(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int = fallback::fcntl;
+    fcntl64: fn(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int = fallback::fcntl;
+    read: fn(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t = fallback::read;
+    write: fn(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t = fallback::write;
+    poll: fn(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int = fallback::poll;
+    sendto: fn(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t = fallback::sendto;
+    recvfrom: fn(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t = fallback::recvfrom;
+}
+
+/// Raw-syscall stand-ins with the C functions' signatures and errno convention.
+mod fallback {
+    use super::*;
+
+    fn ret(rc: libc::c_long) -> libc::c_long {
+        rc
+    }
+
+    pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+        // SAFETY: the caller passes the same arguments it gave connect(2).
+        ret(unsafe { libc::syscall(libc::SYS_connect, fd, addr, len) }) as c_int
+    }
+    pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+        // SAFETY: closing an fd number is memory-safe.
+        unsafe { libc::syscall(libc::SYS_close, fd) as c_int }
+    }
+    pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+        // SAFETY: plain integer arguments.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) as c_int }
+    }
+    pub unsafe extern "C" fn closefrom(low: c_int) {
+        // SAFETY: plain integer arguments; closefrom has no error return.
+        unsafe { libc::syscall(libc::SYS_close_range, low as c_uint, c_uint::MAX, 0) };
+    }
+    pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+        // SAFETY: the caller's buffers, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_getpeername, fd, addr, len) as c_int }
+    }
+    pub unsafe extern "C" fn getsockopt(
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        val: *mut c_void,
+        len: *mut socklen_t,
+    ) -> c_int {
+        // SAFETY: the caller's buffers, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_getsockopt, fd, level, name, val, len) as c_int }
+    }
+    pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+        // SAFETY: integer argument.
+        unsafe { libc::syscall(libc::SYS_dup, fd) as c_int }
+    }
+    pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+        if old == new {
+            // dup3 refuses equal fds; dup2 returns the fd if it is valid.
+            // SAFETY: F_GETFD on an integer fd.
+            let rc = unsafe { libc::syscall(libc::SYS_fcntl, old, libc::F_GETFD) };
+            return if rc < 0 { -1 } else { old };
+        }
+        // SAFETY: integer arguments.
+        unsafe { libc::syscall(libc::SYS_dup3, old, new, 0) as c_int }
+    }
+    pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+        // SAFETY: integer arguments.
+        unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) as c_int }
+    }
+    pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+        // SAFETY: the caller's argument, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int }
+    }
+    pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+        // SAFETY: the caller's buffer, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_read, fd, buf, n) as ssize_t }
+    }
+    pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+        // SAFETY: the caller's buffer, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_write, fd, buf, n) as ssize_t }
+    }
+    pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+        // SAFETY: the caller's array, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_poll, fds, n, timeout) as c_int }
+    }
+    pub unsafe extern "C" fn sendto(
+        fd: c_int,
+        buf: *const c_void,
+        n: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        len: socklen_t,
+    ) -> ssize_t {
+        // SAFETY: the caller's buffers, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t }
+    }
+    pub unsafe extern "C" fn recvfrom(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> ssize_t {
+        // SAFETY: the caller's buffers, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resolves_libc() {
+        super::resolve_all();
+        // A test binary is not preloaded, so the next `write` is libc's.
+        let msg = b"";
+        // SAFETY: writing zero bytes to stderr.
+        let n = unsafe { super::write()(2, msg.as_ptr().cast(), 0) };
+        assert_eq!(n, 0);
+        // The fallback path behaves like the real function.
+        // SAFETY: closing an fd that is certainly not open.
+        let rc = unsafe { super::fallback::close(1_000_000) };
+        assert_eq!(rc, -1);
+        assert_eq!(crate::Errno::last().0, libc::EBADF);
+    }
+}
