@@ -38,7 +38,8 @@ hook! {
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
     fast_path: false;
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
-    body: on_connect(fd, addr, len)
+    // SAFETY: the program's connect arguments, with connect(2)'s contract.
+    body: unsafe { on_connect(fd, addr, len) }
 }
 
 hook! {
@@ -46,7 +47,8 @@ hook! {
     fn __connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
     fast_path: false;
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
-    body: on_connect(fd, addr, len)
+    // SAFETY: the program's connect arguments, with connect(2)'s contract.
+    body: unsafe { on_connect(fd, addr, len) }
 }
 
 /// # Safety
@@ -100,7 +102,11 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
     let cfg = &layer.config;
     let started = time::now_ms();
     let blocking = !sysnet::is_nonblocking(fd)?;
-    let app_sndtimeo = if blocking { sysnet::send_timeout_ms(fd).unwrap_or(0) } else { 0 };
+    let app_sndtimeo = if blocking {
+        sysnet::send_timeout_ms(fd).unwrap_or(0)
+    } else {
+        0
+    };
     let mut timeout = u64::from(cfg.connect_timeout_ms);
     if app_sndtimeo > 0 {
         timeout = timeout.min(app_sndtimeo);
@@ -149,7 +155,12 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
 fn candidates(fd: c_int, family: c_int) -> Vec<SocketAddr> {
     let cfg = &layer::get().config;
     match family {
-        libc::AF_INET => cfg.proxy_addrs.iter().filter(|a| a.is_ipv4()).copied().collect(),
+        libc::AF_INET => cfg
+            .proxy_addrs
+            .iter()
+            .filter(|a| a.is_ipv4())
+            .copied()
+            .collect(),
         libc::AF_INET6 => {
             let v6only = sysnet::v6only(fd);
             cfg.proxy_addrs
@@ -232,5 +243,66 @@ fn finish_async_connect(fd: c_int, started: u64, deadline: u64) -> Result<(), Fa
         Ok(0) => Ok(()),
         Ok(e) => Err(Failure::ProxyUnreachable(Errno(e))),
         Err(e) => Err(Failure::ProxyUnreachable(e)),
+    }
+}
+
+// TCP Fast Open without connect(): `sendto`/`sendmsg` with `MSG_FASTOPEN` and a
+// destination open the connection themselves and would go direct. The layer connects
+// through the proxy first, then sends the data as an ordinary send on the stream, so
+// the first bytes go after the proxy's reply.
+
+hook! {
+    /// `sendto(2)`: only `MSG_FASTOPEN` calls concern the layer.
+    fn sendto(fd: c_int, buf: *const libc::c_void, n: libc::size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> libc::ssize_t;
+    fast_path: flags & libc::MSG_FASTOPEN == 0;
+    on_panic: OnPanic::Fail(libc::ECONNABORTED);
+    // SAFETY: the program's sendto arguments, with sendto(2)'s contract; the data is
+    // sent unchanged, only without the destination and the Fast Open flag.
+    body: unsafe {
+        on_fastopen(fd, addr, len, || {
+            laysocks_sys::real::sendto()(fd, buf, n, flags & !libc::MSG_FASTOPEN, std::ptr::null(), 0)
+        })
+    }
+}
+
+hook! {
+    /// `sendmsg(2)`: only `MSG_FASTOPEN` calls concern the layer.
+    fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> libc::ssize_t;
+    fast_path: flags & libc::MSG_FASTOPEN == 0 || msg.is_null();
+    on_panic: OnPanic::Fail(libc::ECONNABORTED);
+    // SAFETY: msg is non-null (fast path) and points to the program's msghdr, with
+    // sendmsg(2)'s contract; the copy differs only in having no destination.
+    body: unsafe {
+        let mut copy = *msg;
+        copy.msg_name = std::ptr::null_mut();
+        copy.msg_namelen = 0;
+        on_fastopen(fd, (*msg).msg_name as *const sockaddr, (*msg).msg_namelen, || {
+            laysocks_sys::real::sendmsg()(fd, &copy, flags & !libc::MSG_FASTOPEN)
+        })
+    }
+}
+
+/// # Safety
+/// `addr`/`len` as the program passed them; `send` performs the program's send.
+unsafe fn on_fastopen(
+    fd: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+    send: impl FnOnce() -> libc::ssize_t,
+) -> HookResult<libc::ssize_t> {
+    // SAFETY: as for connect: `len` readable bytes at `addr`.
+    match unsafe { on_connect(fd, addr, len) } {
+        // Not ours to proxy (direct destination, not TCP, no address): the real call.
+        Ok(Outcome::Passthrough) => Ok(Outcome::Passthrough),
+        // Connected through the proxy: now it is a plain send on the stream.
+        Ok(Outcome::Done(_)) => {
+            let n = send();
+            if n < 0 {
+                Err(Errno::last().into())
+            } else {
+                Ok(Outcome::Done(n))
+            }
+        }
+        Err(e) => Err(e),
     }
 }

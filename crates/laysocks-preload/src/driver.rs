@@ -105,12 +105,14 @@ impl Driver {
             match self.engine.status() {
                 ClientStatus::Done(bound) => return Step::Done(bound),
                 ClientStatus::Failed(e) => return Step::Failed(Failure::Protocol(e)),
-                ClientStatus::NeedWrite => match send_nonblocking(self.fd, self.engine.pending_output()) {
-                    Ok(n) => self.engine.consume_output(n),
-                    Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLOUT),
-                    Err(Errno(libc::EINTR)) => continue,
-                    Err(e) => return Step::Failed(Failure::Io(e)),
-                },
+                ClientStatus::NeedWrite => {
+                    match send_nonblocking(self.fd, self.engine.pending_output()) {
+                        Ok(n) => self.engine.consume_output(n),
+                        Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLOUT),
+                        Err(Errno(libc::EINTR)) => continue,
+                        Err(e) => return Step::Failed(Failure::Io(e)),
+                    }
+                }
                 ClientStatus::NeedRead => {
                     let want = self.engine.bytes_needed().clamp(1, buf.len());
                     match recv_nonblocking(self.fd, &mut buf[..want]) {
@@ -132,7 +134,11 @@ impl Driver {
 }
 
 /// Runs the handshake to the end or until `deadline_ms` (monotonic), waiting with `poll`.
-pub fn run_to_completion(driver: &mut Driver, started_ms: u64, deadline_ms: u64) -> Result<TargetAddr, Failure> {
+pub fn run_to_completion(
+    driver: &mut Driver,
+    started_ms: u64,
+    deadline_ms: u64,
+) -> Result<TargetAddr, Failure> {
     loop {
         match driver.advance() {
             Step::Done(bound) => return Ok(bound),
@@ -196,7 +202,10 @@ mod tests {
                     Err(_) => return,
                 },
                 ServerStatus::Request(_) => {
-                    server.reply(ReplyCode::Succeeded, &"0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap().into());
+                    server.reply(
+                        ReplyCode::Succeeded,
+                        &"0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap().into(),
+                    );
                 }
                 ServerStatus::Done => {
                     send_nonblocking(fd, extra).unwrap();
@@ -210,7 +219,10 @@ mod tests {
     #[test]
     fn handshake_over_a_socket_leaves_app_data_unread() {
         let (client, proxy) = socketpair();
-        let target: TargetAddr = "203.0.113.2:80".parse::<std::net::SocketAddr>().unwrap().into();
+        let target: TargetAddr = "203.0.113.2:80"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
         let mut driver = Driver::new(client, ClientHandshake::new(&target, None));
         let mut server = ServerHandshake::new(ServerAuth::NoAuth);
         let mut done = None;
@@ -235,12 +247,19 @@ mod tests {
     #[test]
     fn eof_and_timeout_are_failures() {
         let (client, proxy) = socketpair();
-        let target: TargetAddr = "203.0.113.2:80".parse::<std::net::SocketAddr>().unwrap().into();
+        let target: TargetAddr = "203.0.113.2:80"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
         let mut driver = Driver::new(client, ClientHandshake::new(&target, None));
         let now = time::now_ms();
         let r = run_to_completion(&mut driver, now, now + 50);
         assert!(matches!(r, Err(Failure::Timeout { .. })), "{r:?}");
         assert_eq!(Failure::Timeout { after_ms: 50 }.errno().0, libc::ETIMEDOUT);
+        // The proxy reads the greeting, then hangs up without answering: a clean EOF.
+        // (Closing with the greeting unread would be a reset instead, also a failure.)
+        let mut greeting = [0u8; 16];
+        assert_eq!(recv_nonblocking(proxy, &mut greeting), Ok(3));
         close(proxy);
         let r = run_to_completion(&mut driver, now, time::now_ms() + 1000);
         assert_eq!(r, Err(Failure::ProxyClosed));

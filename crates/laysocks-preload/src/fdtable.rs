@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use libc::c_int;
 use laysocks_proto::TargetAddr;
+use libc::c_int;
 
 /// fd numbers below this have a slot in the lock-free array (64 KiB of zero pages).
 pub const FAST_SLOTS: usize = 1 << 16;
@@ -46,7 +46,10 @@ pub struct Socket {
 #[derive(Clone, Debug)]
 pub enum SocketState {
     /// The proxy reported success: the program's stream now reaches `target`.
-    Established { target: TargetAddr, proxy: SocketAddr },
+    Established {
+        target: TargetAddr,
+        proxy: SocketAddr,
+    },
 }
 
 /// Is this fd one the layer manages? The fast path of every hook.
@@ -154,16 +157,14 @@ pub fn forget_range(first: c_int, last: c_int) {
 
 /// `new` now refers to the same socket as `old` (dup, dup2, dup3, F_DUPFD).
 pub fn duplicate(old: c_int, new: c_int) {
-    SOCKETS.with(|m| {
-        match m.get(&old).cloned() {
-            Some(s) => {
-                m.insert(new, s);
-                set_kind(new, KIND_MANAGED);
-            }
-            None => {
-                m.remove(&new);
-                set_kind(new, KIND_NONE);
-            }
+    SOCKETS.with(|m| match m.get(&old).cloned() {
+        Some(s) => {
+            m.insert(new, s);
+            set_kind(new, KIND_MANAGED);
+        }
+        None => {
+            m.remove(&new);
+            set_kind(new, KIND_NONE);
         }
     });
 }

@@ -132,7 +132,7 @@ pub fn finish<T: HookRet>(
 
 /// Defines an exported hook; see the module docs.
 ///
-/// ```ignore
+/// ```text
 /// hook! {
 ///     /// docs
 ///     fn close(fd: c_int) -> c_int;
@@ -142,7 +142,8 @@ pub fn finish<T: HookRet>(
 /// }
 /// ```
 /// The real function is `laysocks_sys::real::<name>()`; the body is an expression of
-/// type `HookResult<ret>` evaluated in an unsafe context.
+/// type `HookResult<ret>`, with its own `unsafe` blocks (and `// SAFETY:` lines) where it
+/// touches the program's pointers.
 #[macro_export]
 macro_rules! hook {
     (
@@ -153,6 +154,10 @@ macro_rules! hook {
         body: $body:expr
     ) => {
         $(#[$doc])*
+        ///
+        /// # Safety
+        /// Called by C code with the arguments of the libc function of the same name,
+        /// under that function's contract.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             // SAFETY: the real function gets exactly the arguments the program gave us,
@@ -165,12 +170,7 @@ macro_rules! hook {
                 return real();
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                || -> $crate::hook::HookResult<$ret> {
-                    #[allow(unused_unsafe)]
-                    // SAFETY: the body receives the program's arguments and treats its
-                    // pointers with the validity the libc contract of this call gives.
-                    unsafe { $body }
-                },
+                || -> $crate::hook::HookResult<$ret> { $body },
             ));
             $crate::hook::finish(guard, result, $on_panic, real)
         }

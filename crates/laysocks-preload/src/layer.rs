@@ -34,7 +34,9 @@ pub fn is_active() -> bool {
 
 /// The layer's settings. Only called from hook bodies, which run only when active.
 pub fn get() -> &'static Layer {
-    LAYER.get().expect("hooks run only after the layer is initialised")
+    LAYER
+        .get()
+        .expect("hooks run only after the layer is initialised")
 }
 
 /// After a panic in a hook: stop acting for the rest of the process, say so once.
@@ -85,8 +87,14 @@ fn init() {
             return;
         }
     };
-    let credentials = config.secret_file.as_deref().and_then(|path| load_credentials(path, config.quiet));
-    let _ = LAYER.set(Layer { config, credentials });
+    let credentials = config
+        .secret_file
+        .as_deref()
+        .and_then(|path| load_credentials(path, config.quiet));
+    let _ = LAYER.set(Layer {
+        config,
+        credentials,
+    });
     std::panic::set_hook(Box::new(|_| {
         // The default hook would print a multi-line report into the host program's
         // stderr; disable_after_panic prints our one line instead.

@@ -26,6 +26,10 @@
 //! `println!` inside hooks: they call libc symbols we export.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// Addresses are stored inline (a domain name is up to 255 bytes) so that nothing on the
+// connect path allocates per state change; the size difference between variants is
+// the point, not an accident.
+#![allow(clippy::large_enum_variant)]
 
 #[macro_use]
 pub mod hook;

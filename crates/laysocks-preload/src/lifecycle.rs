@@ -51,21 +51,24 @@ hook! {
     fn dup(fd: c_int) -> c_int;
     fast_path: !fdtable::is_ours(fd);
     on_panic: OnPanic::Passthrough;
-    body: after_dup(fd, laysocks_sys::real::dup()(fd))
+    // SAFETY: integer arguments passed to the real call unchanged.
+    body: after_dup(fd, unsafe { laysocks_sys::real::dup()(fd) })
 }
 
 hook! {
     fn dup2(old: c_int, new: c_int) -> c_int;
     fast_path: !fdtable::is_ours(old) && !fdtable::is_ours(new);
     on_panic: OnPanic::Passthrough;
-    body: after_dup(old, laysocks_sys::real::dup2()(old, new))
+    // SAFETY: integer arguments passed to the real call unchanged.
+    body: after_dup(old, unsafe { laysocks_sys::real::dup2()(old, new) })
 }
 
 hook! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
     fast_path: !fdtable::is_ours(old) && !fdtable::is_ours(new);
     on_panic: OnPanic::Passthrough;
-    body: after_dup(old, laysocks_sys::real::dup3()(old, new, flags))
+    // SAFETY: integer arguments passed to the real call unchanged.
+    body: after_dup(old, unsafe { laysocks_sys::real::dup3()(old, new, flags) })
 }
 
 hook! {
@@ -73,14 +76,16 @@ hook! {
     fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
     fast_path: !fdtable::is_ours(fd) || (cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC);
     on_panic: OnPanic::Passthrough;
-    body: after_dup(fd, laysocks_sys::real::fcntl()(fd, cmd, arg))
+    // SAFETY: integer arguments passed to the real call unchanged.
+    body: after_dup(fd, unsafe { laysocks_sys::real::fcntl()(fd, cmd, arg) })
 }
 
 hook! {
     fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
     fast_path: !fdtable::is_ours(fd) || (cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC);
     on_panic: OnPanic::Passthrough;
-    body: after_dup(fd, laysocks_sys::real::fcntl64()(fd, cmd, arg))
+    // SAFETY: integer arguments passed to the real call unchanged.
+    body: after_dup(fd, unsafe { laysocks_sys::real::fcntl64()(fd, cmd, arg) })
 }
 
 /// Records a successful duplicate, or passes the failure on with its errno.

@@ -14,7 +14,8 @@ hook! {
     fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
     fast_path: !fdtable::is_ours(fd);
     on_panic: OnPanic::Passthrough;
-    body: on_getpeername(fd, addr, len)
+    // SAFETY: the program's getpeername arguments, with getpeername(2)'s contract.
+    body: unsafe { on_getpeername(fd, addr, len) }
 }
 
 /// # Safety

@@ -92,7 +92,10 @@ mod tests {
         Errno(libc::ECONNREFUSED).set();
         assert_eq!(Errno::last(), Errno(libc::ECONNREFUSED));
         assert_eq!(Errno(libc::ETIMEDOUT).name(), "ETIMEDOUT");
-        assert_eq!(Errno(libc::ECONNREFUSED).description(), "Connection refused");
+        assert_eq!(
+            Errno(libc::ECONNREFUSED).description(),
+            "Connection refused"
+        );
         assert_eq!(Errno(9999).to_string(), "errno 9999");
     }
 }

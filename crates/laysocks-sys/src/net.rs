@@ -124,7 +124,11 @@ pub fn in_family(addr: SocketAddr, family: c_int) -> SocketAddr {
 /// # Safety
 /// `out` must be writable for `*len` bytes and `len` must be a valid pointer, as the
 /// caller of getpeername promised the kernel.
-pub unsafe fn write_sockaddr(addr: &SocketAddr, out: *mut sockaddr, len: *mut socklen_t) -> SysResult<()> {
+pub unsafe fn write_sockaddr(
+    addr: &SocketAddr,
+    out: *mut sockaddr,
+    len: *mut socklen_t,
+) -> SysResult<()> {
     if len.is_null() {
         return Err(Errno(libc::EFAULT));
     }
@@ -149,7 +153,15 @@ pub fn getsockopt_int(fd: c_int, level: c_int, name: c_int) -> SysResult<c_int> 
     let mut v: c_int = 0;
     let mut len = size_of::<c_int>() as socklen_t;
     // SAFETY: v and len are valid out-parameters of the sizes given.
-    check(unsafe { real::getsockopt()(fd, level, name, &mut v as *mut c_int as *mut c_void, &mut len) })?;
+    check(unsafe {
+        real::getsockopt()(
+            fd,
+            level,
+            name,
+            &mut v as *mut c_int as *mut c_void,
+            &mut len,
+        )
+    })?;
     Ok(v)
 }
 
@@ -187,11 +199,20 @@ pub fn is_nonblocking(fd: c_int) -> SysResult<bool> {
 
 /// The socket's `SO_SNDTIMEO` in milliseconds (0 = none).
 pub fn send_timeout_ms(fd: c_int) -> SysResult<u64> {
-    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
     let mut len = size_of::<libc::timeval>() as socklen_t;
     // SAFETY: tv and len are valid out-parameters of the sizes given.
     check(unsafe {
-        real::getsockopt()(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &mut tv as *mut _ as *mut c_void, &mut len)
+        real::getsockopt()(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &mut tv as *mut _ as *mut c_void,
+            &mut len,
+        )
     })?;
     Ok(tv.tv_sec as u64 * 1000 + (tv.tv_usec as u64).div_ceil(1000))
 }
@@ -277,7 +298,11 @@ pub fn recv_nonblocking(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
 /// `poll` on one fd; returns its `revents` (0 on timeout). `EINTR` is returned to the
 /// caller, which decides whether to go on.
 pub fn poll_one(fd: c_int, events: i16, timeout_ms: i32) -> SysResult<i16> {
-    let mut p = libc::pollfd { fd, events, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     let rc = check(unsafe { real::poll()(&mut p, 1, timeout_ms) })?;
     Ok(if rc == 0 { 0 } else { p.revents })
@@ -291,7 +316,8 @@ pub fn peer_addr(fd: c_int) -> SysResult<SocketAddr> {
     // SAFETY: ss/len are valid out-parameters.
     check(unsafe { real::getpeername()(fd, &mut ss as *mut _ as *mut sockaddr, &mut len) })?;
     // SAFETY: the kernel wrote `len` bytes of a sockaddr into ss.
-    unsafe { read_sockaddr(&ss as *const _ as *const sockaddr, len) }.ok_or(Errno(libc::EAFNOSUPPORT))
+    unsafe { read_sockaddr(&ss as *const _ as *const sockaddr, len) }
+        .ok_or(Errno(libc::EAFNOSUPPORT))
 }
 
 /// The inode number behind an fd: a socket keeps it for its whole life, so it tells a
@@ -318,7 +344,10 @@ mod tests {
             assert_eq!(back, Some(a));
             // Too short a length is refused, as the kernel does.
             // SAFETY: as above.
-            assert_eq!(unsafe { read_sockaddr(&ss as *const _ as *const sockaddr, len - 1) }, None);
+            assert_eq!(
+                unsafe { read_sockaddr(&ss as *const _ as *const sockaddr, len - 1) },
+                None
+            );
         }
     }
 
@@ -336,7 +365,10 @@ mod tests {
     #[test]
     fn mapped_family() {
         let a: SocketAddr = "203.0.113.2:80".parse().unwrap();
-        assert_eq!(in_family(a, libc::AF_INET6).to_string(), "[::ffff:203.0.113.2]:80");
+        assert_eq!(
+            in_family(a, libc::AF_INET6).to_string(),
+            "[::ffff:203.0.113.2]:80"
+        );
         assert_eq!(in_family(a, libc::AF_INET), a);
     }
 }

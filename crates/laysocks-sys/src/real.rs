@@ -72,6 +72,7 @@ real_functions! {
     poll: fn(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int = fallback::poll;
     sendto: fn(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t = fallback::sendto;
     recvfrom: fn(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t = fallback::recvfrom;
+    sendmsg: fn(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t = fallback::sendmsg;
 }
 
 /// Raw-syscall stand-ins with the C functions' signatures and errno convention.
@@ -98,7 +99,11 @@ mod fallback {
         // SAFETY: plain integer arguments; closefrom has no error return.
         unsafe { libc::syscall(libc::SYS_close_range, low as c_uint, c_uint::MAX, 0) };
     }
-    pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    pub unsafe extern "C" fn getpeername(
+        fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> c_int {
         // SAFETY: the caller's buffers, passed through unchanged.
         unsafe { libc::syscall(libc::SYS_getpeername, fd, addr, len) as c_int }
     }
@@ -156,6 +161,10 @@ mod fallback {
     ) -> ssize_t {
         // SAFETY: the caller's buffers, passed through unchanged.
         unsafe { libc::syscall(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t }
+    }
+    pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t {
+        // SAFETY: the caller's message, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as ssize_t }
     }
     pub unsafe extern "C" fn recvfrom(
         fd: c_int,
