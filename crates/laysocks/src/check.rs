@@ -1,0 +1,345 @@
+//! `laysocks check`: is this proxy usable, and if not, why?
+//!
+//! Each question gets its own connection so that one answer cannot spoil the next:
+//! 1. TCP connect to the proxy (timed, with the connect deadline);
+//! 2. which methods it accepts: a greeting offering only X'00' and one offering only
+//!    X'02' (RFC 1928 §3), on separate connections;
+//! 3. whether our credentials are accepted (RFC 1929 §2), through the engine the layer
+//!    uses;
+//! 4. with `--target`, whether a CONNECT to it succeeds (RFC 1928 §4, §6), and how fast.
+//!
+//! A few plain lines on stdout, then a one-line hint on failure. Exit 0 when all that
+//! was asked worked, 1 otherwise (125 for bad usage, as everywhere).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use laysocks_config::{ProxyUrl, Scheme};
+use laysocks_proto::{
+    ClientHandshake, ClientStatus, Credentials, DomainName, Error, Host, TargetAddr,
+};
+
+use crate::cli::{CheckArgs, Common};
+use crate::config::{self, CliSettings};
+use crate::say;
+
+/// RFC 1928 §3 method numbers.
+const NO_AUTH: u8 = 0x00;
+const USER_PASS: u8 = 0x02;
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn connect(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> io::Result<(TcpStream, SocketAddr, Duration)> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for a in addrs {
+        let t = Instant::now();
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                let _ = s.set_nodelay(true);
+                return Ok((s, *a, t.elapsed()));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// What a proxy answered to a greeting offering one method.
+enum Probe {
+    Accepted,
+    Refused,
+    Other(String),
+}
+
+fn probe_method(addrs: &[SocketAddr], timeout: Duration, method: u8) -> Probe {
+    let (mut s, _, _) = match connect(addrs, timeout) {
+        Ok(c) => c,
+        Err(e) => return Probe::Other(e.to_string()),
+    };
+    // RFC 1928 §3: VER=5, NMETHODS=1, METHODS.
+    if let Err(e) = s.write_all(&[5, 1, method]) {
+        return Probe::Other(e.to_string());
+    }
+    let mut r = [0u8; 2];
+    match s.read_exact(&mut r) {
+        Ok(()) if r[0] != 5 => Probe::Other(format!("not a SOCKS5 reply (version {})", r[0])),
+        Ok(()) if r[1] == method => Probe::Accepted,
+        Ok(()) if r[1] == 0xFF => Probe::Refused,
+        Ok(()) => Probe::Other(format!("chose method {:#04x}, which was not offered", r[1])),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Probe::Other("closed the connection".into())
+        }
+        Err(e) => Probe::Other(e.to_string()),
+    }
+}
+
+/// How far a handshake got.
+struct Drive {
+    /// The method the proxy chose.
+    method: Option<u8>,
+    /// `None`: stopped after authentication (no target). `Some(Ok(bound))`: CONNECT done.
+    connect: Option<Result<TargetAddr, Error>>,
+    /// The failure before CONNECT (auth rejected, no acceptable method, protocol error).
+    early: Option<String>,
+    /// The proxy said no to the user name and password (RFC 1929 §2 STATUS != 0).
+    auth_rejected: bool,
+    elapsed: Duration,
+}
+
+/// Runs the engine over `s`. Without a target, stops once the proxy has answered the
+/// method selection and any authentication (the request is never sent).
+fn drive(s: &mut TcpStream, target: Option<&TargetAddr>, creds: Option<&Credentials>) -> Drive {
+    let dummy = TargetAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut hs = ClientHandshake::new(target.unwrap_or(&dummy), creds);
+    let start = Instant::now();
+    let mut consumed = 0usize;
+    let mut out = Drive {
+        method: None,
+        connect: None,
+        early: None,
+        auth_rejected: false,
+        elapsed: Duration::ZERO,
+    };
+    let mut buf = [0u8; 600];
+    for _ in 0..64 {
+        match hs.status() {
+            ClientStatus::NeedWrite => {
+                // Method reply is 2 bytes (RFC 1928 §3), the auth reply 2 more (RFC 1929 §2):
+                // past them, what is pending is the CONNECT request.
+                let pre = if hs.selected_method() == Some(USER_PASS) {
+                    4
+                } else {
+                    2
+                };
+                if target.is_none() && consumed >= pre {
+                    break;
+                }
+                let pending = hs.pending_output().to_vec();
+                if let Err(e) = s.write_all(&pending) {
+                    out.early = Some(format!("writing to the proxy: {e}"));
+                    break;
+                }
+                hs.consume_output(pending.len());
+            }
+            ClientStatus::NeedRead => {
+                let want = hs.bytes_needed().clamp(1, buf.len());
+                match s.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        out.early = Some("the proxy closed the connection".into());
+                        break;
+                    }
+                    Ok(n) => match hs.handle_input(&buf[..n]) {
+                        Ok(k) => {
+                            consumed += k;
+                            out.method = hs.selected_method();
+                        }
+                        Err(e) => {
+                            out.method = hs.selected_method();
+                            record(&mut out, e, target.is_some());
+                            break;
+                        }
+                    },
+                    Err(e) => {
+                        out.early = Some(format!("reading from the proxy: {e}"));
+                        break;
+                    }
+                }
+            }
+            ClientStatus::Done(bound) => {
+                out.connect = Some(Ok(bound));
+                break;
+            }
+            ClientStatus::Failed(e) => {
+                record(&mut out, e, target.is_some());
+                break;
+            }
+        }
+    }
+    out.method = out.method.or(hs.selected_method());
+    out.elapsed = start.elapsed();
+    out
+}
+
+fn record(out: &mut Drive, e: Error, has_target: bool) {
+    out.auth_rejected = matches!(e, Error::AuthRejected(_));
+    match e {
+        Error::Reply(_) if has_target => out.connect = Some(Err(e)),
+        other => out.early = Some(other.to_string()),
+    }
+}
+
+fn parse_target(s: &str, scheme: Scheme) -> Result<TargetAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(TargetAddr::from(a));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--target {s}: write HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("--target {s}: bad port `{port}`"))?;
+    if host.is_empty() || host.contains(':') {
+        return Err(format!(
+            "--target {s}: write HOST:PORT ([v6]:PORT for IPv6)"
+        ));
+    }
+    if scheme == Scheme::Socks5h {
+        // socks5h: the proxy resolves the name (ATYP 0x03, RFC 1928 §5).
+        let d = DomainName::new(host.as_bytes()).map_err(|e| format!("--target {s}: {e}"))?;
+        return Ok(TargetAddr {
+            host: Host::Domain(d),
+            port,
+        });
+    }
+    let a = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("--target {s}: cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--target {s}: {host} has no addresses"))?;
+    Ok(TargetAddr::from(a))
+}
+
+/// `laysocks check`.
+pub fn main(common: &Common, a: &CheckArgs) -> ExitCode {
+    match check(common, a) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            say(e);
+            ExitCode::from(crate::EXIT_USAGE)
+        }
+    }
+}
+
+fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
+    let cli = CliSettings {
+        proxy: a.url.clone().or_else(|| common.proxy.clone()),
+        config: common.config.clone(),
+        quiet: common.quiet,
+        verbose: common.verbose,
+        exclude: vec![],
+        connect_timeout: common.connect_timeout,
+    };
+    let st = config::resolve(&cli, &crate::cli::process_env, std::path::Path::new("/etc"))?;
+    for w in &st.warnings {
+        say(w);
+    }
+    let url: ProxyUrl = st.proxy.ok_or(
+        "nothing to check: give a proxy URL (laysocks check socks5://host:port) or configure one",
+    )?;
+    let timeout = Duration::from_millis(u64::from(st.connect_timeout_ms));
+    let target = a
+        .target
+        .as_deref()
+        .map(|t| parse_target(t, url.scheme))
+        .transpose()?;
+    let creds = match (&url.username, &url.password) {
+        (Some(u), Some(p)) => Some(
+            Credentials::new(u.as_bytes(), p.as_bytes())
+                .map_err(|e| format!("the proxy credentials cannot be used: {e}"))?,
+        ),
+        _ => None,
+    };
+    let addrs = crate::run::resolve_proxy(&url).map_err(|f| f.1)?;
+
+    println!("proxy:   {url}");
+    let fail = |hint: String| {
+        println!("hint:    {hint}");
+        Ok(false)
+    };
+    let (_, used, took) = match connect(&addrs, timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("connect: failed: {}", crate::cli::io_text(&e));
+            return fail(format!(
+                "cannot reach {} over TCP: is the proxy running there? check the host and port",
+                url.authority()
+            ));
+        }
+    };
+    println!("connect: {used} in {}", ms(took));
+
+    let show = |p: &Probe| match p {
+        Probe::Accepted => "accepted".to_string(),
+        Probe::Refused => "refused".to_string(),
+        Probe::Other(e) => format!("error ({e})"),
+    };
+    let no_auth = probe_method(&addrs, timeout, NO_AUTH);
+    let user_pass = probe_method(&addrs, timeout, USER_PASS);
+    println!(
+        "methods: no authentication {}, user/password {}",
+        show(&no_auth),
+        show(&user_pass)
+    );
+    if let (Probe::Other(_), Probe::Other(_)) = (&no_auth, &user_pass) {
+        return fail("the server does not answer like a SOCKS5 proxy: check the port".into());
+    }
+    let open = matches!(no_auth, Probe::Accepted);
+    let pass_ok = matches!(user_pass, Probe::Accepted);
+    if !open && creds.is_none() {
+        if pass_ok {
+            return fail(
+                "the proxy requires a user name and password: put them in the URL (socks5://user:password@host:port) or set username and password_file".into(),
+            );
+        }
+        return fail("the proxy accepts none of the methods laysocks speaks".into());
+    }
+
+    let (mut s, _, _) = match connect(&addrs, timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("connect: failed the second time: {e}");
+            return fail("the proxy stopped accepting connections".into());
+        }
+    };
+    let d = drive(&mut s, target.as_ref(), creds.as_ref());
+    if let Some(c) = &creds {
+        let user = String::from_utf8_lossy(c.username());
+        match (&d.early, d.method) {
+            (None, Some(NO_AUTH)) => {
+                println!("auth:    user {user}: not asked (the proxy chose no authentication)")
+            }
+            (None, _) => println!("auth:    user {user}: accepted"),
+            (Some(e), _) if d.auth_rejected => {
+                println!("auth:    user {user}: rejected ({e})");
+                return fail("wrong user or password: check the URL or password_file".into());
+            }
+            (Some(e), _) => {
+                println!("auth:    failed: {e}");
+                return fail("the proxy refused the handshake: check that it is a SOCKS5 proxy and which methods it allows".into());
+            }
+        }
+    } else if let Some(e) = &d.early {
+        println!("handshake: failed: {e}");
+        return fail("the proxy refused the handshake".into());
+    }
+
+    if let (Some(t), Some(res)) = (&target, &d.connect) {
+        match res {
+            Ok(bound) => println!(
+                "target:  {t} connected in {} (proxy side {bound})",
+                ms(d.elapsed)
+            ),
+            Err(e) => {
+                println!("target:  {t}: failed: {e}");
+                return fail(format!(
+                    "the proxy could not connect to {t}: check the target, or the proxy's own network and rules"
+                ));
+            }
+        }
+    } else if target.is_some() {
+        println!("target:  no answer to the CONNECT request");
+        return fail("the proxy did not answer the CONNECT request".into());
+    }
+    println!("result:  ok");
+    Ok(true)
+}

@@ -1,0 +1,579 @@
+//! Running a program under the layer: everything between "settings are known" and
+//! `exec`.
+//!
+//! Order matters, so that a failure leaves nothing behind and says one thing:
+//! 1. find the program (127 / 126 before anything is created);
+//! 2. find or write out `liblaysocks.so`;
+//! 3. resolve the proxy's host name here, once: the layer must not run the resolver from
+//!    inside somebody else's `connect()`;
+//! 4. write the credentials file (`O_EXCL`, `0600`) and start the companion that removes
+//!    it (and, with no proxy configured, runs the built-in server);
+//! 5. build the program's environment — `LAYSOCKS_LAYER`, `LD_PRELOAD` appended to, and
+//!    every variable that carried a secret removed — and `exec`.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use laysocks_config::{LayerConfig, ProxyHost, ProxyUrl, Scheme, ENV_LAYER};
+
+use crate::cli::{self, Common};
+use crate::config::Settings;
+use crate::server::LogMode;
+use crate::{companion, library, say, EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE};
+
+/// A launcher failure: the exit status and the one line to print.
+pub struct Fail(pub u8, pub String);
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(EXIT_USAGE, msg.into())
+}
+
+/// `laysocks [OPTIONS] [--] PROGRAM [ARGS…]`. Returns only on failure.
+pub fn main(common: &Common, program: Vec<OsString>) -> ExitCode {
+    let Fail(code, msg) = match run(common, program) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    say(msg);
+    ExitCode::from(code)
+}
+
+enum Never {}
+
+fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
+    let settings = cli::settings(common).map_err(usage)?;
+    if settings.verbose {
+        if let Some(p) = &settings.config_path {
+            say(format!("config file {}", p.display()));
+        }
+    }
+    let path_var = std::env::var_os("PATH");
+    let exe = resolve_program(&program[0], path_var.as_deref())?;
+    if !settings.quiet {
+        for w in program_warnings(&exe) {
+            say(w);
+        }
+    }
+    let lib = library::find(&library::Lookup {
+        env: &cli::process_env,
+        exe: std::env::current_exe().ok(),
+        embedded: library::EMBEDDED,
+        // SAFETY: getuid has no preconditions and cannot fail.
+        uid: unsafe { libc::getuid() },
+        tmp: PathBuf::from("/tmp"),
+    })
+    .map_err(usage)?;
+
+    let mut layer = LayerConfig {
+        connect_timeout_ms: settings.connect_timeout_ms,
+        quiet: settings.quiet,
+        verbose: settings.verbose,
+        excludes: settings.excludes.clone(),
+        ..LayerConfig::default()
+    };
+    let mut secret: Option<SecretFile> = None;
+    if let Some(url) = &settings.proxy {
+        layer.proxy_addrs = resolve_proxy(url)?;
+        layer.proxy_label = url.to_string();
+        layer.remote_dns = url.scheme == Scheme::Socks5h;
+        if let (Some(u), Some(p)) = (&url.username, &url.password) {
+            let s =
+                SecretFile::create(&laysocks_config::secret::encode(u.as_bytes(), p.as_bytes()))
+                    .map_err(usage)?;
+            layer.secret_file = Some(s.path.to_string_lossy().into_owned());
+            secret = Some(s);
+        }
+    }
+    let builtin = settings.proxy.is_none();
+    if builtin || secret.is_some() {
+        let started = companion::start(&companion::Request {
+            secret_file: secret.as_ref().map(|s| s.path.as_path()),
+            serve: builtin,
+            log: if settings.quiet {
+                LogMode::Quiet
+            } else if settings.verbose {
+                LogMode::Verbose
+            } else {
+                LogMode::Connect
+            },
+            timeout_ms: settings.connect_timeout_ms,
+            scrub_env: &settings.scrub_env,
+        })
+        .map_err(usage)?;
+        // The companion owns the file from here on.
+        if let Some(s) = &mut secret {
+            s.handed_over = true;
+        }
+        if builtin {
+            let port = started
+                .port
+                .ok_or_else(|| usage("the companion process did not report its port"))?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            layer.proxy_addrs = vec![addr];
+            layer.proxy_label = format!("socks5://{addr} (built-in)");
+            if !settings.quiet {
+                say(format!(
+                    "no proxy configured; using the built-in SOCKS5 server on {addr} (connections leave from this machine)"
+                ));
+            }
+        }
+    }
+
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg0(&program[0]).args(&program[1..]);
+    for (k, v) in child_env(&settings, &layer, &lib, std::env::vars_os()) {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let inherited = InheritedSignals::get();
+    // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask and
+    // sigaction, both async-signal-safe; it touches no locks and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            inherited.restore();
+            Ok(())
+        });
+    }
+    let err = cmd.exec();
+    if let Some(s) = &mut secret {
+        // exec failed: the program will never read it.
+        s.handed_over = false;
+    }
+    drop(secret);
+    let name = program[0].to_string_lossy();
+    Err(match err.raw_os_error() {
+        // The file was there a moment ago: ENOENT now means its #! interpreter is missing.
+        Some(libc::ENOENT) => Fail(
+            EXIT_CANNOT_RUN,
+            format!("{name}: cannot run it: its interpreter (#! line) was not found"),
+        ),
+        _ => Fail(EXIT_CANNOT_RUN, format!("{name}: cannot run it: {err}")),
+    })
+}
+
+/// Whether SIGPIPE was ignored when the process started, read by a constructor that
+/// runs before Rust's runtime sets SIGPIPE to "ignore" for itself.
+static SIGPIPE_WAS_IGNORED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn record_sigpipe() {
+    // SAFETY: sigaction with a null new action only reads the current disposition into
+    // `old`, a zeroed sigaction we own.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0 {
+            SIGPIPE_WAS_IGNORED.store(old.sa_sigaction == libc::SIG_IGN, Ordering::Relaxed);
+        }
+    }
+}
+
+// Runs before `main` (and before std's runtime init), like a C constructor.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_SIGPIPE: extern "C" fn() = record_sigpipe;
+
+/// The signal mask and SIGPIPE disposition the launcher was started with. Rust's
+/// `Command` resets both before `exec`; the program must get them as its parent gave
+/// them (a caller that ignores SIGPIPE or blocks a signal does so on purpose).
+#[derive(Clone, Copy)]
+struct InheritedSignals {
+    mask: libc::sigset_t,
+    sigpipe_ignored: bool,
+}
+
+impl InheritedSignals {
+    fn get() -> InheritedSignals {
+        // SAFETY: a null new set only reads the current mask into `mask`, which we own.
+        // The launcher never changes its mask, so this is the inherited one.
+        let mask = unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+            mask
+        };
+        InheritedSignals {
+            mask,
+            sigpipe_ignored: SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Called between fork and exec: async-signal-safe calls only.
+    fn restore(&self) {
+        // SAFETY: `self.mask` is a valid sigset; SIG_IGN is a valid disposition.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut());
+            if self.sigpipe_ignored {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+        }
+    }
+}
+
+/// The changes to the program's environment: `(name, Some(value))` to set, `(name,
+/// None)` to remove.
+pub fn child_env(
+    settings: &Settings,
+    layer: &LayerConfig,
+    lib: &Path,
+    current: impl Iterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, Option<OsString>)> {
+    let mut out: Vec<(OsString, Option<OsString>)> = settings
+        .scrub_env
+        .iter()
+        .map(|k| (OsString::from(k), None))
+        .collect();
+    // `laysocks serve`'s credentials have no business in a program either.
+    out.push(("LAYSOCKS_SERVE_USER".into(), None));
+    let mut preload = None;
+    for (k, v) in current {
+        if k == "LD_PRELOAD" {
+            preload = Some(v);
+        }
+    }
+    out.push((ENV_LAYER.into(), Some(layer.encode().into())));
+    out.push((
+        "LD_PRELOAD".into(),
+        Some(ld_preload(preload.as_deref(), lib)),
+    ));
+    out
+}
+
+/// `LD_PRELOAD` with our library appended (once).
+pub fn ld_preload(existing: Option<&OsStr>, lib: &Path) -> OsString {
+    let lib = lib.as_os_str();
+    match existing.filter(|e| {
+        !e.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_whitespace() || *b == b':')
+    }) {
+        None => lib.to_owned(),
+        Some(e) => {
+            let already = e
+                .as_bytes()
+                .split(|&b| b == b':' || b == b' ')
+                .any(|part| part == lib.as_bytes());
+            if already {
+                e.to_owned()
+            } else {
+                let mut v = e.to_owned();
+                v.push(":");
+                v.push(lib);
+                v
+            }
+        }
+    }
+}
+
+/// Finds the program as `execvp` would, so that "not found" (127) and "not executable"
+/// (126) are told apart before anything is created.
+pub fn resolve_program(name: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Fail> {
+    let shown = name.to_string_lossy();
+    if name.is_empty() {
+        return Err(Fail(EXIT_NOT_FOUND, "the program name is empty".into()));
+    }
+    if name.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(name);
+        return match std::fs::metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Fail(EXIT_NOT_FOUND, format!("{shown}: no such file")))
+            }
+            Err(e) => Err(Fail(EXIT_CANNOT_RUN, format!("{shown}: {e}"))),
+            Ok(m) if m.is_dir() => Err(Fail(EXIT_CANNOT_RUN, format!("{shown}: is a directory"))),
+            Ok(_) if !executable(&p) => Err(Fail(
+                EXIT_CANNOT_RUN,
+                format!("{shown}: permission denied (not executable)"),
+            )),
+            Ok(_) => Ok(p),
+        };
+    }
+    let path = path
+        .map(|p| p.as_bytes().to_vec())
+        .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+    let mut denied = None;
+    for dir in path.split(|&b| b == b':') {
+        // An empty PATH entry means the current directory (POSIX).
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
+        let cand = dir.join(name);
+        match std::fs::metadata(&cand) {
+            Ok(m) if m.is_file() => {
+                if executable(&cand) {
+                    return Ok(cand);
+                }
+                denied.get_or_insert(cand);
+            }
+            _ => {}
+        }
+    }
+    match denied {
+        Some(p) => Err(Fail(
+            EXIT_CANNOT_RUN,
+            format!("{}: permission denied (not executable)", p.display()),
+        )),
+        None => Err(Fail(EXIT_NOT_FOUND, format!("{shown}: command not found"))),
+    }
+}
+
+fn executable(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: c is a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// Warnings about programs the loader will not preload into: their connections would
+/// go direct, and the user should know (DESIGN §3.9).
+pub fn program_warnings(exe: &Path) -> Vec<String> {
+    let mut w = Vec::new();
+    let Ok(m) = std::fs::metadata(exe) else {
+        return w;
+    };
+    let shown = exe.display();
+    if m.permissions().mode() & 0o6000 != 0 {
+        w.push(format!(
+            "warning: {shown} is setuid/setgid: the loader ignores LD_PRELOAD for it, so its connections go direct"
+        ));
+    }
+    if is_static_elf(exe) {
+        w.push(format!(
+            "warning: {shown} is statically linked: LD_PRELOAD cannot reach it, so its connections go direct"
+        ));
+    }
+    w
+}
+
+/// Whether `p` is a 64-bit little-endian ELF executable with no `PT_INTERP` (so the
+/// dynamic loader never runs and never reads `LD_PRELOAD`).
+fn is_static_elf(p: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(p) else {
+        return false;
+    };
+    let mut h = [0u8; 64];
+    if f.read_exact(&mut h).is_err() || &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return false;
+    }
+    let e_type = u16::from_le_bytes([h[16], h[17]]);
+    let phoff = u64::from_le_bytes(h[32..40].try_into().unwrap_or_default());
+    let phentsize = u16::from_le_bytes([h[54], h[55]]) as usize;
+    let phnum = u16::from_le_bytes([h[56], h[57]]) as usize;
+    if phentsize < 4 || phnum == 0 || phnum > 512 || f.seek(SeekFrom::Start(phoff)).is_err() {
+        return false;
+    }
+    let mut ph = vec![0u8; phentsize * phnum];
+    if f.read_exact(&mut ph).is_err() {
+        return false;
+    }
+    let has_interp = ph
+        .chunks(phentsize)
+        .any(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) == 3); // PT_INTERP
+                                                                     // ET_EXEC without an interpreter is static; ET_DYN without one is static-pie (or a
+                                                                     // plain shared library, which nobody runs).
+    (e_type == 2 || e_type == 3) && !has_interp
+}
+
+/// The proxy's addresses, resolved here so the layer never calls the resolver.
+pub fn resolve_proxy(url: &ProxyUrl) -> Result<Vec<SocketAddr>, Fail> {
+    match &url.host {
+        ProxyHost::Ip(ip) => Ok(vec![SocketAddr::new(*ip, url.port)]),
+        ProxyHost::Name(n) => {
+            let addrs: Vec<SocketAddr> = (n.as_str(), url.port)
+                .to_socket_addrs()
+                .map_err(|e| {
+                    usage(format!(
+                        "cannot resolve the proxy host {n}: {e}: check the proxy URL"
+                    ))
+                })?
+                .collect();
+            if addrs.is_empty() {
+                return Err(usage(format!("the proxy host {n} has no addresses")));
+            }
+            Ok(addrs)
+        }
+    }
+}
+
+/// The credentials file, removed on drop unless the companion has taken it over.
+pub struct SecretFile {
+    pub path: PathBuf,
+    pub handed_over: bool,
+}
+
+impl SecretFile {
+    /// Writes `contents` to a fresh `0600` file in `$XDG_RUNTIME_DIR`, `/dev/shm` or
+    /// `/tmp` (the first that works), created with `O_EXCL` under a random name so that
+    /// nothing can be planted there first.
+    pub fn create(contents: &str) -> Result<SecretFile, String> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+            if d.is_absolute() && d.is_dir() {
+                dirs.push(d);
+            }
+        }
+        dirs.push("/dev/shm".into());
+        dirs.push("/tmp".into());
+        let mut last = String::new();
+        for d in dirs {
+            let rand = random_hex().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            let path = d.join(format!("laysocks-{uid}-{rand}.secret"));
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path);
+            match opened {
+                Ok(mut f) => {
+                    let file = SecretFile {
+                        path,
+                        handed_over: false,
+                    };
+                    // umask can only clear bits; make sure of 0600 anyway.
+                    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                        .and_then(|()| f.write_all(contents.as_bytes()))
+                        .map_err(|e| format!("cannot write {}: {e}", file.path.display()))?;
+                    return Ok(file);
+                }
+                Err(e) => last = format!("{}: {e}", d.display()),
+            }
+        }
+        Err(format!("cannot create the credentials file ({last})"))
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn random_hex() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn settings(scrub: &[&str]) -> Settings {
+        Settings {
+            proxy: None,
+            connect_timeout_ms: 10_000,
+            quiet: false,
+            verbose: false,
+            excludes: vec![],
+            scrub_env: scrub.iter().map(|s| s.to_string()).collect(),
+            warnings: vec![],
+            config_path: None,
+        }
+    }
+
+    #[test]
+    fn env_scrubbing_and_preload() {
+        let layer = LayerConfig {
+            proxy_addrs: vec!["127.0.0.1:9".parse().unwrap()],
+            proxy_label: "socks5://u@127.0.0.1:9".into(),
+            secret_file: Some("/dev/shm/x".into()),
+            ..LayerConfig::default()
+        };
+        let cur = vec![
+            (
+                OsString::from("LAYSOCKS_PROXY"),
+                OsString::from("socks5://u:pw@h"),
+            ),
+            (OsString::from("MY_PW"), OsString::from("pw")),
+            (
+                OsString::from("LD_PRELOAD"),
+                OsString::from("/usr/lib/libfoo.so"),
+            ),
+        ];
+        let st = settings(&["LAYSOCKS_PROXY", "MY_PW"]);
+        let changes = child_env(&st, &layer, Path::new("/c/liblaysocks.so"), cur.into_iter());
+        let get = |k: &str| changes.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("LAYSOCKS_PROXY"), Some(None), "removed");
+        assert_eq!(get("MY_PW"), Some(None), "removed");
+        assert_eq!(
+            get("LD_PRELOAD"),
+            Some(Some(OsString::from("/usr/lib/libfoo.so:/c/liblaysocks.so")))
+        );
+        let layer_line = get(ENV_LAYER).unwrap().unwrap();
+        assert!(!layer_line.to_string_lossy().contains("pw"));
+        assert_eq!(
+            LayerConfig::decode(&layer_line.to_string_lossy()).unwrap(),
+            layer
+        );
+    }
+
+    #[test]
+    fn ld_preload_appends_once() {
+        let lib = Path::new("/c/liblaysocks.so");
+        assert_eq!(ld_preload(None, lib), "/c/liblaysocks.so");
+        assert_eq!(ld_preload(Some(OsStr::new("")), lib), "/c/liblaysocks.so");
+        assert_eq!(
+            ld_preload(Some(OsStr::new("/a.so")), lib),
+            "/a.so:/c/liblaysocks.so"
+        );
+        assert_eq!(
+            ld_preload(Some(OsStr::new("/a.so /c/liblaysocks.so")), lib),
+            "/a.so /c/liblaysocks.so"
+        );
+    }
+
+    #[test]
+    fn program_lookup() {
+        let path = OsStr::new("/nonexistent:/bin:/usr/bin");
+        let sh = resolve_program(OsStr::new("sh"), Some(path)).ok().unwrap();
+        assert!(sh.ends_with("sh"));
+        let Fail(code, msg) = resolve_program(OsStr::new("no-such-prog-xyz"), Some(path))
+            .err()
+            .unwrap();
+        assert_eq!(code, EXIT_NOT_FOUND);
+        assert!(msg.contains("command not found"), "{msg}");
+        let Fail(code, _) = resolve_program(OsStr::new("/etc/passwd"), None)
+            .err()
+            .unwrap();
+        assert_eq!(code, EXIT_CANNOT_RUN);
+        let Fail(code, _) = resolve_program(OsStr::new("/etc"), None).err().unwrap();
+        assert_eq!(code, EXIT_CANNOT_RUN);
+        let Fail(code, _) = resolve_program(OsStr::new("./nope/x"), None).err().unwrap();
+        assert_eq!(code, EXIT_NOT_FOUND);
+    }
+
+    #[test]
+    fn secret_file_is_private_and_removed() {
+        let s = SecretFile::create("user=00\npass=00\n").unwrap();
+        let m = std::fs::metadata(&s.path).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+        assert_eq!(m.uid(), unsafe { libc::getuid() });
+        let p = s.path.clone();
+        drop(s);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn static_detection() {
+        // Our own test binary is dynamically linked (it has PT_INTERP).
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static_elf(&me));
+        assert!(!is_static_elf(Path::new("/etc/passwd")));
+    }
+}

@@ -1,0 +1,400 @@
+//! Running programs: what reaches the program's environment, the credentials file's
+//! life, the program keeping its pid and exit status, and the built-in server.
+//! The proxy addresses are loopback; nothing here connects anywhere else.
+
+mod common;
+
+use common::*;
+use laysocks_config::LayerConfig;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+const SECRET: &str = "SECRETPW";
+
+fn layer_of(env_out: &str) -> LayerConfig {
+    let line = env_out
+        .lines()
+        .find_map(|l| l.strip_prefix("LAYSOCKS_LAYER="))
+        .unwrap_or_else(|| panic!("no LAYSOCKS_LAYER in the child's environment:\n{env_out}"));
+    LayerConfig::decode(line).unwrap()
+}
+
+#[test]
+fn child_env_has_no_password() {
+    let s = Scratch::new("env");
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-x",
+        &format!("socks5://u:{SECRET}@127.0.0.1:9"),
+        "--",
+        "env",
+    ]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    assert!(
+        !out.contains(SECRET),
+        "password in the child's environment:\n{out}"
+    );
+    assert!(!err.contains(SECRET), "password on stderr: {err}");
+    let layer = layer_of(&out);
+    assert_eq!(layer.proxy_addrs, vec!["127.0.0.1:9".parse().unwrap()]);
+    assert_eq!(layer.proxy_label, "socks5://u@127.0.0.1:9");
+    assert!(layer.secret_file.is_some());
+    assert!(!layer.remote_dns);
+    let preload = out
+        .lines()
+        .find_map(|l| l.strip_prefix("LD_PRELOAD="))
+        .expect("LD_PRELOAD set");
+    assert!(preload.ends_with("liblaysocks.so"), "{preload}");
+    assert!(std::path::Path::new(preload).is_file(), "{preload}");
+
+    // The same password through LAYSOCKS_PROXY: used, and removed from the child.
+    let mut c = laysocks(&s.0);
+    c.env(
+        "LAYSOCKS_PROXY",
+        format!("socks5h://u:{SECRET}@127.0.0.1:9"),
+    )
+    .args(["--", "env"]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    assert!(!out.contains(SECRET), "{out}");
+    assert!(!out.contains("LAYSOCKS_PROXY="), "{out}");
+    let layer = layer_of(&out);
+    assert!(layer.remote_dns, "socks5h means remote DNS");
+    assert!(layer.secret_file.is_some());
+
+    // Through password_env in the config file: that variable is removed too.
+    let cfg = s.file(
+        "c.toml",
+        "proxy = \"socks5://127.0.0.1:9\"\nusername = \"u\"\npassword_env = \"MY_PROXY_PW\"\n",
+    );
+    let mut c = laysocks(&s.0);
+    c.arg("-c")
+        .arg(&cfg)
+        .env("MY_PROXY_PW", SECRET)
+        .args(["--", "env"]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    assert!(!out.contains(SECRET), "{out}");
+    assert!(!out.contains("MY_PROXY_PW"), "{out}");
+    assert!(layer_of(&out).secret_file.is_some());
+}
+
+#[test]
+fn options_reach_the_layer() {
+    let s = Scratch::new("opts");
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-x",
+        "socks5://127.0.0.1:9",
+        "-v",
+        "--exclude",
+        "198.51.100.0/24:80",
+        "--exclude",
+        "[2001:db8::/32]:443",
+        "--connect-timeout",
+        "2.5",
+        "--",
+        "env",
+    ]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    let layer = layer_of(&out);
+    assert_eq!(layer.connect_timeout_ms, 2500);
+    assert!(layer.verbose && !layer.quiet);
+    assert_eq!(layer.excludes.len(), 2);
+    assert!(layer.is_direct("198.51.100.7:80".parse().unwrap()));
+    assert!(!layer.is_direct("198.51.100.7:81".parse().unwrap()));
+    assert!(layer.secret_file.is_none(), "no credentials, no file");
+}
+
+#[test]
+fn secret_file_is_private_and_removed_after_exit() {
+    let s = Scratch::new("secret");
+    let mut c = laysocks(&s.0);
+    // The program prints its environment, then waits for a line on stdin.
+    c.args([
+        "-x",
+        &format!("socks5://u:{SECRET}@127.0.0.1:9"),
+        "--",
+        "sh",
+        "-c",
+        "env; echo END; read x",
+    ]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut env_out = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref().take(1000) {
+        let l = l.unwrap();
+        if l == "END" {
+            break;
+        }
+        env_out.push_str(&l);
+        env_out.push('\n');
+    }
+    let layer = layer_of(&env_out);
+    let path = std::path::PathBuf::from(layer.secret_file.clone().unwrap());
+    let m = std::fs::metadata(&path).expect("secret file exists while the program runs");
+    assert_eq!(m.mode() & 0o777, 0o600, "{path:?}");
+    // SAFETY: getuid cannot fail.
+    assert_eq!(m.uid(), unsafe { libc::getuid() });
+    let (user, pass) = laysocks_config::secret::decode(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        (user.as_slice(), pass.as_slice()),
+        (b"u".as_slice(), SECRET.as_bytes())
+    );
+
+    // The companion that will remove it: not our program's child, and its command line
+    // and environment carry no password.
+    let pid = child.id();
+    let companion = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("__companion") && cmd.contains(&format!("--pid {pid} ")))
+                .then(|| (e.path(), cmd))
+        })
+        .next();
+    let (cdir, cmd) = companion.expect("a companion process watches the program");
+    assert!(!cmd.contains(SECRET), "{cmd}");
+    let environ = std::fs::read(cdir.join("environ")).unwrap();
+    assert!(!String::from_utf8_lossy(&environ).contains(SECRET));
+    let status = std::fs::read_to_string(cdir.join("status")).unwrap();
+    let ppid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(ppid, pid, "the companion must not be the program's child");
+
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let st = wait_deadline(&mut child, T);
+    assert!(st.success());
+    assert!(
+        eventually(Duration::from_secs(5), || !path.exists()),
+        "secret file {path:?} still there after the program exited"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !cdir.exists()),
+        "companion still running"
+    );
+}
+
+#[test]
+fn secret_file_removed_when_program_is_killed() {
+    let s = Scratch::new("killed");
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-x",
+        "socks5://u:pw@127.0.0.1:9",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$LAYSOCKS_LAYER\"; exec sleep 30",
+    ]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let layer = LayerConfig::decode(line.trim()).unwrap();
+    let path = std::path::PathBuf::from(layer.secret_file.unwrap());
+    assert!(path.exists());
+    child.kill().unwrap(); // SIGKILL to our own child, by pid
+    let st = child.wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    assert!(
+        eventually(Duration::from_secs(5), || !path.exists()),
+        "secret file {path:?} survived SIGKILL of the program"
+    );
+}
+
+#[test]
+fn program_keeps_pid_status_and_signals() {
+    let s = Scratch::new("exec");
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-q",
+        "-x",
+        "socks5://127.0.0.1:9",
+        "--",
+        "sh",
+        "-c",
+        "echo $$; exit 7",
+    ]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string());
+    assert!(
+        out.stderr.is_empty(),
+        "-q: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-x",
+        "socks5://u:p@127.0.0.1:9",
+        "--",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ]);
+    let (st, _, _) = run(c, T);
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+
+    // A program named like a subcommand runs after `--`.
+    let bin = s.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let serve = bin.join("serve");
+    std::fs::write(&serve, "#!/bin/sh\necho i-am-serve\n").unwrap();
+    std::fs::set_permissions(&serve, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = laysocks(&s.0);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.env("PATH", path)
+        .args(["-x", "socks5://127.0.0.1:9", "--", "serve"]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    assert_eq!(out.trim(), "i-am-serve");
+}
+
+#[test]
+fn program_sees_no_extra_child() {
+    need("python3", "python3");
+    let s = Scratch::new("nochild");
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-q",
+        "-x",
+        "socks5://u:p@127.0.0.1:9",
+        "--",
+        "python3",
+        "-c",
+        "import os\ntry:\n    os.waitpid(-1, 0); print('child')\nexcept ChildProcessError:\n    print('none')",
+    ]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    assert_eq!(out.trim(), "none");
+}
+
+#[test]
+fn builtin_server_without_proxy() {
+    need("curl", "curl");
+    let s = Scratch::new("builtin");
+    let http = http_server("through the built-in server");
+    let mut c = laysocks(&s.0);
+    // curl talks SOCKS5 itself to the proxy the launcher set up (loopback goes direct
+    // under the layer, so this reaches the built-in server unchanged).
+    let script = format!(
+        "p=$(printf '%s' \"$LAYSOCKS_LAYER\" | sed 's/.*proxy=\\([^;]*\\).*/\\1/'); echo \"$p\"; \
+         curl -s --max-time 10 --socks5 \"$p\" http://127.0.0.1:{}/",
+        http.port
+    );
+    c.args(["--", "sh", "-c", &script]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    let mut lines = out.lines();
+    let proxy = lines.next().unwrap().to_string();
+    assert_eq!(
+        lines.next(),
+        Some("through the built-in server"),
+        "{out}\n{err}"
+    );
+    let port: u16 = proxy.strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+    let notice = format!(
+        "laysocks: no proxy configured; using the built-in SOCKS5 server on 127.0.0.1:{port} (connections leave from this machine)"
+    );
+    assert!(err.lines().any(|l| l == notice), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{} connected", http.port)),
+        "the built-in server logs the connection: {err}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !listening(port)),
+        "the built-in server outlived the program"
+    );
+
+    // -q: no notice.
+    let mut c = laysocks(&s.0);
+    c.args(["-q", "--", "true"]);
+    let (st, _, err) = run(c, T);
+    assert!(st.success());
+    assert!(err.is_empty(), "{err}");
+}
+
+/// The signal mask and ignored signals the caller set are the program's, as if it had
+/// been started directly (Rust's `Command` would reset both).
+#[test]
+fn program_inherits_signal_mask_and_ignored_sigpipe() {
+    use std::os::unix::process::CommandExt;
+    fn sig_lines(mut c: std::process::Command) -> String {
+        // SAFETY: sigprocmask/signal are async-signal-safe; the closure allocates nothing.
+        unsafe {
+            c.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let (st, out, err) = run(c, T);
+        assert!(st.success(), "{err}");
+        out.lines()
+            .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    let s = Scratch::new("signals");
+    let mut direct = std::process::Command::new("cat");
+    direct.arg("/proc/self/status");
+    let want = sig_lines(direct);
+    assert!(
+        want.contains("SigBlk:\t0000000000000200"),
+        "SIGUSR1 blocked: {want}"
+    );
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-q",
+        "-x",
+        "socks5://127.0.0.1:9",
+        "--",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(sig_lines(c), want);
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-q",
+        "-x",
+        "socks5://u:p@127.0.0.1:9",
+        "--",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(sig_lines(c), want, "with a companion too");
+}

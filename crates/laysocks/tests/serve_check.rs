@@ -1,0 +1,207 @@
+//! `laysocks serve` with a real client (curl), and `laysocks check` against our server
+//! and against a real microsocks. Loopback only.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn curl(args: &[&str]) -> (std::process::ExitStatus, String) {
+    need("curl", "curl");
+    let mut c = Command::new("curl");
+    c.args(["-s", "--max-time", "10"]).args(args);
+    // curl honours proxy variables; keep the environment's out of the test.
+    for k in [
+        "ALL_PROXY",
+        "all_proxy",
+        "http_proxy",
+        "HTTP_PROXY",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        c.env_remove(k);
+    }
+    let (st, out, _) = run(c, T);
+    (st, out)
+}
+
+#[test]
+fn serve_relays_curl() {
+    let http = http_server("hello through laysocks serve");
+    let srv = Serve::start(&["-v"]);
+    let url = format!("http://127.0.0.1:{}/", http.port);
+    let proxy = format!("127.0.0.1:{}", srv.port);
+    let (st, body) = curl(&["--socks5", &proxy, &url]);
+    assert!(st.success(), "curl failed: {st}");
+    assert_eq!(body, "hello through laysocks serve");
+
+    // A name, resolved by the server (ATYP 0x03).
+    let (st, body) = curl(&[
+        "--socks5-hostname",
+        &proxy,
+        &format!("http://localhost:{}/", http.port),
+    ]);
+    assert!(st.success(), "curl failed: {st}");
+    assert_eq!(body, "hello through laysocks serve");
+
+    // A closed port: curl reports the proxy's refusal (exit 97: proxy handshake error).
+    let (st, _) = curl(&[
+        "--socks5",
+        &proxy,
+        &format!("http://127.0.0.1:{}/", free_port()),
+    ]);
+    assert_eq!(st.code(), Some(97));
+
+    let want_ok = format!("-> 127.0.0.1:{}: ok,", http.port);
+    assert!(
+        eventually(Duration::from_secs(5), || srv.log_text().contains(&want_ok)),
+        "no -v line: {}",
+        srv.log_text()
+    );
+    let log = srv.log_text();
+    assert!(log.contains(" B up, ") && log.contains(" B down"), "{log}");
+    assert!(
+        eventually(Duration::from_secs(5), || srv
+            .log_text()
+            .contains("(REP 0x05)")),
+        "{}",
+        srv.log_text()
+    );
+}
+
+#[test]
+fn serve_with_user_password() {
+    let http = http_server("authenticated");
+    let srv = Serve::start(&["--user", "alice:s3cret"]);
+    let url = format!("http://127.0.0.1:{}/", http.port);
+    let good = format!("socks5://alice:s3cret@127.0.0.1:{}", srv.port);
+    let (st, body) = curl(&["-x", &good, &url]);
+    assert!(st.success(), "{st}");
+    assert_eq!(body, "authenticated");
+    let bad = format!("socks5://alice:nope@127.0.0.1:{}", srv.port);
+    let (st, _) = curl(&["-x", &bad, &url]);
+    assert!(!st.success());
+    let none = format!("socks5://127.0.0.1:{}", srv.port);
+    let (st, _) = curl(&["-x", &none, &url]);
+    assert!(!st.success());
+}
+
+fn check(url: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let s = Scratch::new("check");
+    let mut c = laysocks(&s.0);
+    c.args(["check", url])
+        .args(extra)
+        .args(["--connect-timeout", "5"]);
+    let (st, out, err) = run(c, T);
+    (st.code(), format!("{out}{err}"))
+}
+
+#[test]
+fn check_against_our_server() {
+    let http = http_server("x");
+    let srv = Serve::start(&[]);
+    let url = format!("socks5://127.0.0.1:{}", srv.port);
+    let target = format!("127.0.0.1:{}", http.port);
+    let (code, out) = check(&url, &["--target", &target]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no authentication accepted"), "{out}");
+    assert!(out.contains("user/password refused"), "{out}");
+    assert!(
+        out.contains(&format!("target:  {target} connected in")),
+        "{out}"
+    );
+
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (code, out) = check(&url, &["--target", &closed]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused"), "{out}");
+    assert!(out.contains("hint:"), "{out}");
+
+    let authed = Serve::start(&["--user", "bob:pw"]);
+    let (code, out) = check(&format!("socks5://bob:pw@127.0.0.1:{}", authed.port), &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("auth:    user bob: accepted"), "{out}");
+    let (code, out) = check(
+        &format!("socks5://bob:wrong@127.0.0.1:{}", authed.port),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("wrong user or password"), "{out}");
+
+    // Nothing listening.
+    let (code, out) = check(&format!("socks5://127.0.0.1:{}", free_port()), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("connect: failed"), "{out}");
+}
+
+/// microsocks on a free loopback port, killed (by pid) on drop.
+struct Microsocks(std::process::Child, u16);
+
+impl Microsocks {
+    fn start(user: &str, pass: &str) -> Microsocks {
+        need("microsocks", "microsocks");
+        let port = free_port();
+        let child = Command::new("microsocks")
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-u",
+                user,
+                "-P",
+                pass,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start microsocks");
+        assert!(
+            eventually(Duration::from_secs(5), || listening(port)),
+            "microsocks did not listen on 127.0.0.1:{port}"
+        );
+        Microsocks(child, port)
+    }
+}
+
+impl Drop for Microsocks {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_against_microsocks() {
+    let http = http_server("x");
+    let ms = Microsocks::start("alice", "wonderland");
+    let target = format!("127.0.0.1:{}", http.port);
+
+    let (code, out) = check(
+        &format!("socks5://alice:wonderland@127.0.0.1:{}", ms.1),
+        &["--target", &target],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("no authentication refused, user/password accepted"),
+        "{out}"
+    );
+    assert!(out.contains("auth:    user alice: accepted"), "{out}");
+    assert!(out.contains("connected in"), "{out}");
+
+    let (code, out) = check(
+        &format!("socks5://alice:wrong@127.0.0.1:{}", ms.1),
+        &["--target", &target],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("wrong user or password"), "{out}");
+    assert!(!out.contains("wrong@"), "the password is not shown: {out}");
+
+    let (code, out) = check(&format!("socks5://127.0.0.1:{}", ms.1), &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("requires a user name and password"), "{out}");
+}
