@@ -1,0 +1,475 @@
+#!/bin/bash
+# laysocks benchmark: laysocks vs proxychains-ng vs a native SOCKS5 client, in one run,
+# reported as ratios. See bench/README.md for what each figure means.
+#
+#   sudo bench/run.sh [--results FILE] [--no-build] [--quick] [--only start,curl,conn,bulk,hook,rss]
+#
+# Needs root (network namespaces). Every step runs under `timeout`; the whole run is
+# meant to take under 5 minutes on 2 cores. Everything it starts is killed by PID and
+# its namespaces are deleted on exit.
+set -u -o pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+RESULTS=""
+BUILD=1
+QUICK=0
+ONLY=",start,curl,conn,bulk,hook,rss,"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --results) RESULTS=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --quick) QUICK=1; shift ;;
+        --only) ONLY=",$2,"; shift 2 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+# Repetition counts (overridable from the environment).
+if [ "$QUICK" = 1 ]; then
+    : "${N_START:=50}" "${N_CURL:=30}" "${N_CONN:=300}" "${CONN_RUNS:=2}" "${N_BULK:=2}" "${N_HOOK:=500000}" "${HOOK_REPS:=1}"
+else
+    : "${N_START:=300}" "${N_CURL:=200}" "${N_CONN:=1000}" "${CONN_RUNS:=7}" "${N_BULK:=15}" "${N_HOOK:=1000000}" "${HOOK_REPS:=5}"
+fi
+BULK_SIZE=100M
+
+LIB="$ROOT/target/release/liblaysocks.so"
+LAUNCHER="${LAYSOCKS_LAUNCHER:-$ROOT/target/release/laysocks}"
+PCLIB=/usr/lib/x86_64-linux-gnu/libproxychains.so.4
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+note() { echo "# $*" >&2; }
+
+[ "$(id -u)" = 0 ] || die "needs root for network namespaces (run with sudo)"
+for t in ip cc python3 curl microsocks danted proxychains4 timeout taskset; do
+    command -v "$t" >/dev/null || die "missing $t (Debian packages: iproute2 gcc python3 curl microsocks dante-server proxychains4 coreutils util-linux)"
+done
+[ -e "$PCLIB" ] || die "missing $PCLIB (Debian package libproxychains4)"
+HAVE_HYPERFINE=0; command -v hyperfine >/dev/null && [ -z "${NO_HYPERFINE:-}" ] && HAVE_HYPERFINE=1
+[ "$HAVE_HYPERFINE" = 1 ] || note "hyperfine not found (apt-get install -y hyperfine): timing start-up with a bash loop instead"
+GNU_TIME=""; [ -x /usr/bin/time ] && GNU_TIME=/usr/bin/time
+# A proxy environment would send the "native" curl elsewhere.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY LD_PRELOAD
+
+T_START=$(date +%s)
+W=$(mktemp -d /tmp/lsbench.XXXXXX)
+NSC="lsbench-$$-c"; NSP="lsbench-$$-p"; VC="lsb$$c"; VP="lsb$$p"
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 0.2
+    # danted forks helpers; whatever still lives in *our* namespaces we started.
+    for ns in "$NSC" "$NSP"; do
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    done
+    ip netns del "$NSC" 2>/dev/null; ip netns del "$NSP" 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build
+if [ "$BUILD" = 1 ]; then
+    for c in laysocks-preload laysocks; do
+        if ! (cd "$ROOT" && timeout 600 cargo build --release -q -p "$c") >"$W/build-$c.log" 2>&1; then
+            note "cargo build --release -p $c failed; using any existing artefact. First error:"
+            grep -m1 -A3 '^error' "$W/build-$c.log" | sed 's/^/#   /' >&2
+        fi
+    done
+fi
+[ -e "$LIB" ] || die "no $LIB: cargo build --release -p laysocks-preload"
+for p in zeroserv connloop hookcost; do
+    cc -O2 -Wall -o "$W/$p" "$BENCH_DIR/$p.c" || die "cc failed on bench/$p.c"
+done
+
+# ---------------------------------------------------------------- rig
+# client ns: 198.51.100.2, route only to 198.51.100.0/24 (a direct connect to the target
+# fails with ENETUNREACH, so a reply proves the proxy carried it).
+# proxy ns: 198.51.100.1 (microsocks :1080, danted :1081); target 203.0.113.2 on lo.
+ip netns add "$NSC" && ip netns add "$NSP" || die "ip netns add failed"
+ip link add "$VC" type veth peer name "$VP" || die "ip link add veth failed"
+ip link set "$VC" netns "$NSC"; ip link set "$VP" netns "$NSP"
+ip -n "$NSC" link set lo up; ip -n "$NSP" link set lo up
+ip -n "$NSC" addr add 198.51.100.2/24 dev "$VC"
+ip -n "$NSP" addr add 198.51.100.1/24 dev "$VP"
+ip -n "$NSC" link set "$VC" up; ip -n "$NSP" link set "$VP" up
+ip -n "$NSP" addr add 203.0.113.2/32 dev lo
+
+PX=198.51.100.1; PXPORT=1080; DPORT=1081; TGT=203.0.113.2; TPORT=8080
+URL_SMALL="http://$TGT:$TPORT/small"; URL_BULK="http://$TGT:$TPORT/$BULK_SIZE"
+inc() { ip netns exec "$NSC" "$@"; }
+inp() { ip netns exec "$NSP" "$@"; }
+
+inp "$W/zeroserv" "$TGT" "$TPORT" >"$W/zeroserv.log" 2>&1 & PIDS+=($!)
+inp microsocks -i "$PX" -p "$PXPORT" >"$W/microsocks.log" 2>&1 & PIDS+=($!)
+cat >"$W/danted.conf" <<EOF
+logoutput: $W/danted.log
+internal: $PX port = $DPORT
+external: $TGT
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
+socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: connect }
+EOF
+inp danted -f "$W/danted.conf" -p "$W/danted.pid" >"$W/danted.out" 2>&1 & PIDS+=($!)
+
+# proxychains configs: socks5, local DNS (like socks5:// here), no chatter.
+pcconf() { printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n%s[ProxyList]\nsocks5 %s %s\n' "$3" "$PX" "$2" >"$1"; }
+pcconf "$W/pc-micro.conf" "$PXPORT" ""
+pcconf "$W/pc-dante.conf" "$DPORT" ""
+pcconf "$W/pc-dns.conf" "$PXPORT" $'proxy_dns\nremote_dns_subnet 224\n'
+layer() { echo "v1;proxy=$PX:$1;label=socks5://$PX:$1;quiet=1"; }
+L_MICRO=$(layer $PXPORT); L_DANTE=$(layer $DPORT)
+
+# wait for the servers (bounded)
+for i in $(seq 50); do
+    inc timeout 2 curl -s -o /dev/null --socks5 "$PX:$PXPORT" "$URL_SMALL" &&
+        inc timeout 2 curl -s -o /dev/null --socks5 "$PX:$DPORT" "$URL_SMALL" && break
+    [ "$i" = 50 ] && die "servers did not come up: $(cat "$W"/*.log "$W/danted.out" 2>/dev/null | head -5)"
+    sleep 0.1
+done
+
+# ---------------------------------------------------------------- sanity
+# Each way of running must fetch the page through the proxy before it is timed;
+# otherwise its figures would be meaningless, so it is reported and left out.
+OUT="$W/figures"; : >"$OUT"
+put() { echo "$1=$2" >>"$OUT"; }
+check() { # name, command...
+    local name=$1; shift
+    if inc timeout 10 "$@" >"$W/check-$name.out" 2>"$W/check-$name.err"; then
+        put "ok.$name" 1
+    else
+        local rc=$?
+        put "ok.$name" 0
+        put "err.$name" "exit $rc: $(tr '\n' ' ' <"$W/check-$name.err" | cut -c1-300)"
+        note "$name does not work: $* -> exit $rc: $(head -c 300 "$W/check-$name.err")"
+    fi
+}
+check native curl -sS -f -o /dev/null --socks5 "$PX:$PXPORT" "$URL_SMALL"
+check preload env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" curl -sS -f -o /dev/null "$URL_SMALL"
+check pc proxychains4 -q -f "$W/pc-micro.conf" curl -sS -f -o /dev/null "$URL_SMALL"
+HAVE_LAUNCHER=0
+if [ -x "$LAUNCHER" ]; then
+    check launcher "$LAUNCHER" -q -x "socks5://$PX:$PXPORT" -- curl -sS -f -o /dev/null "$URL_SMALL"
+    check launcher_true "$LAUNCHER" -q -x "socks5://$PX:$PXPORT" -- true
+    grep -q '^ok.launcher=1' "$OUT" && grep -q '^ok.launcher_true=1' "$OUT" && HAVE_LAUNCHER=1
+else
+    put ok.launcher 0; put err.launcher "no $LAUNCHER (cargo build --release -p laysocks)"
+fi
+ok() { grep -q "^ok.$1=1" "$OUT"; }
+ok native || die "native curl --socks5 through microsocks failed: the rig is broken"
+L_CMD=("$LAUNCHER" -q -x "socks5://$PX:$PXPORT" --)
+L_CMD_D=("$LAUNCHER" -q -x "socks5://$PX:$DPORT" --)
+PC_CMD=(proxychains4 -q -f "$W/pc-micro.conf")
+PC_CMD_D=(proxychains4 -q -f "$W/pc-dante.conf")
+
+# ---------------------------------------------------------------- timing helpers
+# time_cmds KEY RUNS WARMUP NAME=CMD... : records KEY.NAME.mean / .median / .stddev / .min
+# in ms. hyperfine (no shell) runs one command's runs back to back, so slow drift on a
+# shared VM (a neighbour, frequency) lands on whichever command runs then; we split the
+# runs into $ROUNDS rounds with the order rotated each round and pool the raw times.
+ROUNDS=4
+if [ "$HAVE_HYPERFINE" = 1 ]; then put meta.timer "hyperfine -N (no shell), $ROUNDS rotated rounds"
+else put meta.timer "bash loop on EPOCHREALTIME, $ROUNDS rotated rounds; each time includes ~1-2 ms of ip netns exec"; fi
+time_cmds() {
+    local key=$1 runs=$2 warm=$3; shift 3
+    local names=() cmds=() a r i j
+    for a in "$@"; do names+=("${a%%=*}"); cmds+=("${a#*=}"); done
+    local k=${#cmds[@]} per=$(( (runs + ROUNDS - 1) / ROUNDS ))
+    : >"$W/$key.times"
+    for r in $(seq 0 $((ROUNDS - 1))); do
+        local order=() ordn=()
+        for i in $(seq 0 $((k - 1))); do j=$(( (i + r) % k )); order+=("${cmds[$j]}"); ordn+=("${names[$j]}"); done
+        if [ "$HAVE_HYPERFINE" = 1 ]; then
+            inc timeout 150 hyperfine -N --style none --runs "$per" --warmup "$warm" \
+                --export-json "$W/$key.$r.json" "${order[@]}" >/dev/null 2>"$W/$key.err" ||
+                { note "hyperfine $key failed: $(head -c 400 "$W/$key.err")"; return 1; }
+            python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for name, res in zip(sys.argv[2:], d["results"]):
+    for t in res["times"]:
+        print(name, t * 1e3)' "$W/$key.$r.json" "${ordn[@]}" >>"$W/$key.times"
+        else # bounded bash loop, one run of each command in turn, EPOCHREALTIME (builtin)
+            for i in $(seq $((per + warm))); do
+                for j in "${!order[@]}"; do
+                    local t0=$EPOCHREALTIME
+                    # shellcheck disable=SC2086
+                    eval "inc ${order[$j]}" >/dev/null 2>&1
+                    local t1=$EPOCHREALTIME
+                    [ "$i" -gt "$warm" ] && echo "${ordn[$j]} $(( ${t1/./} - ${t0/./} ))e-3" >>"$W/$key.times"
+                done
+            done
+        fi
+    done
+    python3 - "$W/$key.times" "$key" >>"$OUT" <<'EOF2'
+import statistics, sys
+v = {}
+for line in open(sys.argv[1]):
+    n, t = line.split()
+    v.setdefault(n, []).append(float(t))
+for n, ts in v.items():
+    p = f"{sys.argv[2]}.{n}"
+    print(f"{p}.mean={statistics.mean(ts):.4f}")
+    print(f"{p}.median={statistics.median(ts):.4f}")
+    print(f"{p}.stddev={statistics.pstdev(ts):.4f}")
+    print(f"{p}.min={min(ts):.4f}")
+    print(f"{p}.n={len(ts)}")
+EOF2
+}
+q() { printf '%q ' "$@"; } # one hyperfine command line from an argv
+# Share of the machine's CPU time that was busy over one second. Taken before each
+# section while nothing of ours runs, so it is other people's load: on a shared 2-core
+# box a parallel cargo build moves every figure, and the report should say so.
+cpu_busy() {
+    local a b c d e f g h A B C D E F G H
+    read -r _ a b c d e f g h _ </proc/stat; sleep 1; read -r _ A B C D E F G H _ </proc/stat
+    local tot=$(( A + B + C + D + E + F + G + H - a - b - c - d - e - f - g - h ))
+    local idle=$(( D + E - d - e ))
+    echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
+}
+busy() { put "busy.$1" "$(cpu_busy)"; }
+# The CPU that was idlest over the last second (hookcost is pinned there: pinning to a
+# fixed CPU that someone's fuzzer sits on would measure the fuzzer).
+idlest_cpu() {
+    python3 - <<'EOF'
+import time
+def idle():
+    out = {}
+    for line in open("/proc/stat"):
+        f = line.split()
+        if f[0].startswith("cpu") and f[0] != "cpu":
+            out[int(f[0][3:])] = int(f[4]) + int(f[5])
+    return out
+a = idle(); time.sleep(1); b = idle()
+print(max(b, key=lambda c: b[c] - a[c]))
+EOF
+}
+want() { [[ $ONLY == *",$1,"* ]]; }
+
+# Wait (bounded) for the machine to be quiet: other engineers' builds share these cores.
+if [ "${WAIT_IDLE:-60}" -gt 0 ]; then
+    t_end=$(( $(date +%s) + ${WAIT_IDLE:-60} ))
+    i=0
+    while b=$(cpu_busy); [ "$b" -gt 15 ] && [ "$(date +%s)" -lt "$t_end" ]; do
+        [ $((i++ % 10)) = 0 ] && note "machine is ${b}% busy with other work; waiting (up to ${WAIT_IDLE:-60} s, WAIT_IDLE=0 to skip)"
+    done
+fi
+
+# ---------------------------------------------------------------- 1. start-up
+if want start; then
+    busy start
+    note "1/5 start-up ($N_START runs each)"
+    S=("true=true" "env_true=env true"
+       "preload=$(q env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" true)"
+       "pc=$(q "${PC_CMD[@]}" true)"
+       "pc_preload=$(q env LD_PRELOAD="$PCLIB" PROXYCHAINS_CONF_FILE="$W/pc-micro.conf" PROXYCHAINS_QUIET_MODE=1 true)")
+    [ "$HAVE_LAUNCHER" = 1 ] && S+=("launcher=$(q "${L_CMD[@]}" true)" "launcher_version=$(q "$LAUNCHER" --version)")
+    time_cmds start "$N_START" 10 "${S[@]}"
+fi
+
+# ---------------------------------------------------------------- 2. one connection
+if want curl; then
+    busy curl
+    note "2/5 one curl connection via microsocks ($N_CURL runs each)"
+    C=("native=$(q curl -s -o /dev/null --socks5 "$PX:$PXPORT" "$URL_SMALL")"
+       "env_native=$(q env curl -s -o /dev/null --socks5 "$PX:$PXPORT" "$URL_SMALL")")
+    ok preload && C+=("preload=$(q env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" curl -s -o /dev/null "$URL_SMALL")")
+    ok pc && C+=("pc=$(q "${PC_CMD[@]}" curl -s -o /dev/null "$URL_SMALL")")
+    [ "$HAVE_LAUNCHER" = 1 ] && C+=("launcher=$(q "${L_CMD[@]}" curl -s -o /dev/null "$URL_SMALL")")
+    time_cmds curl "$N_CURL" 5 "${C[@]}"
+fi
+
+# ---------------------------------------------------------------- 2b. connection loop
+if want conn; then
+    busy conn
+    note "2/5 in-process connection loop ($N_CONN cycles x $CONN_RUNS runs each, interleaved)"
+    conn_run() { # name, command...
+        local name=$1; shift
+        local line
+        if line=$(inc timeout 60 "$@" 2>"$W/conn-$name.err"); then
+            echo "$line" >>"$W/conn-$name.lines"
+        else
+            put "err.conn_$name" "$(head -c 300 "$W/conn-$name.err")"
+            note "connloop $name failed: $(head -c 300 "$W/conn-$name.err")"
+        fi
+    }
+    CL=("$W/connloop" -n "$N_CONN")
+    for r in $(seq "$CONN_RUNS"); do
+        conn_run native "${CL[@]}" -s "$PX:$PXPORT" "$TGT" "$TPORT" /small
+        ok preload && conn_run preload env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" "${CL[@]}" "$TGT" "$TPORT" /small
+        conn_run pc env LD_PRELOAD="$PCLIB" PROXYCHAINS_CONF_FILE="$W/pc-micro.conf" PROXYCHAINS_QUIET_MODE=1 "${CL[@]}" "$TGT" "$TPORT" /small
+    done
+    # Syscalls per connection, counted by strace: the difference between 200 and 100
+    # cycles, so process start-up cancels. Unlike the timings this does not move with
+    # the machine's load; strace slows the run but not the count.
+    if command -v strace >/dev/null; then
+        sc() { # name, command... (connloop without -n) -> W/sc-name-N
+            local name=$1; shift
+            local n
+            for n in 100 200; do
+                inc timeout 60 strace -f -c -o "$W/sc-$name-$n" "$@" -n $n "$TGT" "$TPORT" /small >/dev/null 2>&1 ||
+                    note "strace count for $name failed"
+            done
+        }
+        sc native "$W/connloop" -s "$PX:$PXPORT"
+        ok preload && sc preload env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" "$W/connloop"
+        sc pc env LD_PRELOAD="$PCLIB" PROXYCHAINS_CONF_FILE="$W/pc-micro.conf" PROXYCHAINS_QUIET_MODE=1 "$W/connloop"
+        python3 - "$W" >>"$OUT" <<'EOF'
+import os, sys
+def counts(path):
+    c = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+            c[f[-1]] = int(f[3])
+    return c
+for way in ("native", "preload", "pc"):
+    a, b = (os.path.join(sys.argv[1], f"sc-{way}-{n}") for n in (100, 200))
+    if not (os.path.exists(a) and os.path.exists(b)):
+        continue
+    ca, cb = counts(a), counts(b)
+    for name in sorted(set(ca) | set(cb)):
+        d = (cb.get(name, 0) - ca.get(name, 0)) / 100
+        if abs(d) >= 0.005:
+            print(f"sc.{way}.{name}={d:.2f}")
+EOF
+    else
+        note "strace not found (apt-get install -y strace): no syscall counts"
+    fi
+
+    # per way: the median over the runs of each run's mean, median and p90
+    for f in "$W"/conn-*.lines; do
+        [ -e "$f" ] || continue
+        n=$(basename "$f" .lines); n=${n#conn-}
+        python3 - "$f" "$n" >>"$OUT" <<'EOF'
+import statistics, sys
+runs = [dict(kv.split("=") for kv in line.split()) for line in open(sys.argv[1])]
+for k in ("mean", "median", "p90"):
+    print(f"conn.{sys.argv[2]}.{k}={statistics.median(float(r[k + '_us']) for r in runs):.2f}")
+print(f"conn.{sys.argv[2]}.runs={len(runs)}")
+EOF
+    done
+fi
+
+# ---------------------------------------------------------------- 3. throughput
+if want bulk; then
+    busy bulk
+    note "3/5 $BULK_SIZE download via danted ($N_BULK runs each, interleaved)"
+    bulk() { # name, command... ; appends bytes/s
+        local name=$1; shift
+        local s rc=0
+        s=$(inc timeout 30 "${PIN[@]}" "$@" -s -f -o /dev/null -w '%{speed_download}' "$URL_BULK" 2>"$W/bulk-$name.err") || rc=$?
+        if [ "$rc" = 0 ]; then
+            echo "$s" >>"$W/bulk-$name.v"
+        else
+            note "bulk $name failed: exit $rc $(head -c 300 "$W/bulk-$name.err")"
+            put "err.bulk_$name" "exit $rc: $(head -c 300 "$W/bulk-$name.err")"
+        fi
+    }
+    bulk_way() { # one download the way number $1 says
+        case $1 in
+            0) bulk native curl --socks5 "$PX:$DPORT" ;;
+            1) ok preload && bulk preload env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_DANTE" curl ;;
+            2) [ "$HAVE_LAUNCHER" = 1 ] && bulk launcher "${L_CMD_D[@]}" curl ;;
+            3) ok pc && bulk pc "${PC_CMD_D[@]}" curl ;;
+        esac
+        return 0
+    }
+    # Pinned: the servers (danted and its children, zeroserv) on CPU 1, curl on CPU 0.
+    # Unpinned, which of three busy processes shares a core with which changes from run
+    # to run and moves a download by +-10 %; pinned, every way gets the same placement.
+    [ "${BULK_PIN:-1}" = 1 ] && for p in $(ip netns pids "$NSP"); do taskset -a -p -c 1 "$p" >/dev/null 2>&1; done
+    PIN=(); [ "${BULK_PIN:-1}" = 1 ] && PIN=(taskset -c 0)
+    # every way in turn, starting one further along each round, so none always follows
+    # the same neighbour (the page cache and danted's fork see the same history)
+    for r in $(seq 0 $((N_BULK - 1))); do
+        for i in 0 1 2 3; do bulk_way $(( (i + r) % 4 )); done
+    done
+    for p in $(ip netns pids "$NSP"); do taskset -a -p -c 0-$(( $(nproc) - 1 )) "$p" >/dev/null 2>&1; done
+    for f in "$W"/bulk-*.v; do
+        [ -e "$f" ] || continue
+        n=$(basename "$f" .v); n=${n#bulk-}
+        python3 - "$f" "$n" >>"$OUT" <<'EOF'
+import statistics, sys
+v = [float(x) / 1e6 for x in open(sys.argv[1])]
+print(f"bulk.{sys.argv[2]}.mean={statistics.mean(v):.2f}")
+print(f"bulk.{sys.argv[2]}.median={statistics.median(v):.2f}")
+print(f"bulk.{sys.argv[2]}.best={max(v):.2f}")
+print(f"bulk.{sys.argv[2]}.n={len(v)}")
+EOF
+    done
+fi
+
+# ---------------------------------------------------------------- 4. hook cost
+if want hook; then
+    busy hook
+    HOOK_CPU=$(idlest_cpu); put meta.hook_cpu "$HOOK_CPU"
+    note "4/5 hooked calls on foreign fds ($N_HOOK calls each, $HOOK_REPS runs, interleaved, pinned to CPU $HOOK_CPU)"
+    hook_run() { # name, env...
+        local name=$1; shift
+        if ! inc timeout 100 env "$@" taskset -c "$HOOK_CPU" "$W/hookcost" "$N_HOOK" >>"$W/hook-$name.v" 2>"$W/hook-$name.err"; then
+            note "hookcost $name failed: $(head -c 300 "$W/hook-$name.err")"
+            put "err.hook_$name" "$(head -c 300 "$W/hook-$name.err")"
+        fi
+    }
+    for r in $(seq "$HOOK_REPS"); do
+        hook_run none
+        hook_run none2 # the same again: run-to-run noise floor
+        hook_run preload LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO"
+        hook_run pc LD_PRELOAD="$PCLIB" PROXYCHAINS_CONF_FILE="$W/pc-micro.conf" PROXYCHAINS_QUIET_MODE=1
+        hook_run pcdns LD_PRELOAD="$PCLIB" PROXYCHAINS_CONF_FILE="$W/pc-dns.conf" PROXYCHAINS_QUIET_MODE=1
+    done
+    for f in "$W"/hook-*.v; do
+        n=$(basename "$f" .v); n=${n#hook-}
+        # per call: minimum over runs of the fastest batch, and of the median batch
+        awk -v n="$n" '{ if (!($1 in lo) || $2 < lo[$1]) lo[$1] = $2; if (!($1 in md) || $3 < md[$1]) md[$1] = $3 }
+            END { for (k in lo) { print "hook." n "." k ".min=" lo[k]; print "hook." n "." k ".median=" md[k] } }' "$f" >>"$OUT"
+    done
+    hooked() { # which of our calls a library exports
+        nm -D --defined-only "$1" 2>/dev/null | awk '$2 ~ /^[TtWi]$/ {print $3}' | sed 's/@.*//' |
+            grep -xE 'read|write|poll|dup|close' | sort -u | tr '\n' ','
+    }
+    put hooked.preload "$(hooked "$LIB")"
+    put hooked.pc "$(hooked "$PCLIB")"
+fi
+
+# ---------------------------------------------------------------- 5. RSS
+if want rss; then
+    busy rss
+    note "5/5 max RSS of sleep 1"
+    rss() { # name, command...
+        local name=$1; shift
+        if [ -n "$GNU_TIME" ]; then
+            inc "$GNU_TIME" -f '%M' -o "$W/rss-$name" "$@" >/dev/null 2>&1 && put "rss.$name" "$(tail -1 "$W/rss-$name")"
+        else # fallback: VmHWM of the process half-way through
+            inc "$@" & local p=$!; sleep 0.5
+            put "rss.$name" "$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null)"; wait "$p"
+        fi
+    }
+    rss sleep sleep 1 & r1=$!
+    rss env_sleep env sleep 1 & r2=$!
+    rss preload env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" sleep 1 & r3=$!
+    rss pc "${PC_CMD[@]}" sleep 1 & r4=$!
+    [ "$HAVE_LAUNCHER" = 1 ] && { rss launcher "${L_CMD[@]}" sleep 1 & r5=$!; }
+    wait $r1 $r2 $r3 $r4 ${r5:-}
+fi
+
+# ---------------------------------------------------------------- environment + report
+put meta.date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+put meta.cpus "$(nproc)"
+put meta.cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+put meta.kernel "$(uname -r)"
+put meta.glibc "$(ldd --version 2>/dev/null | head -1 | awk '{print $NF}')"
+put meta.laysocks "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
+ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
+put meta.versions "proxychains4 $(ver proxychains4), microsocks $(ver microsocks), dante-server $(ver dante-server), curl $(ver curl), hyperfine $(ver hyperfine), strace $(ver strace), GNU time $(ver time), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
+put meta.counts "start-up $N_START runs; curl $N_CURL runs; connloop $N_CONN cycles x$CONN_RUNS (median of runs); bulk $N_BULK x $BULK_SIZE; hookcost $N_HOOK calls x$HOOK_REPS (min)"
+put meta.seconds $(( $(date +%s) - T_START ))
+
+python3 "$BENCH_DIR/report.py" "$OUT" | tee "$W/report.md"
+if [ -n "$RESULTS" ]; then cp "$W/report.md" "$RESULTS"; note "written to $RESULTS"; fi
