@@ -31,7 +31,7 @@ use libc::{c_int, sockaddr, socklen_t};
 use crate::driver::{self, Driver, Failure};
 use crate::fdtable::{self, Socket, SocketState};
 use crate::hook::{HookResult, OnPanic, Outcome};
-use crate::{layer, report};
+use crate::{epoll, layer, pending, report};
 
 hook! {
     /// `connect(2)`: proxied for TCP destinations that are not excluded.
@@ -53,7 +53,11 @@ hook! {
 
 /// # Safety
 /// `addr`/`len` as the program passed them to `connect`.
-unsafe fn on_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> HookResult<c_int> {
+pub(crate) unsafe fn on_connect(
+    fd: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> HookResult<c_int> {
     // SAFETY: the program promised `len` readable bytes at `addr`, as connect(2) requires.
     let dest = match unsafe { sysnet::read_sockaddr(addr, len) } {
         Some(d) => d,
@@ -61,6 +65,9 @@ unsafe fn on_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> HookRe
             // SAFETY: as above.
             if unsafe { sockaddr_family(addr, len) } == Some(libc::AF_UNSPEC) {
                 // Dissolving the association: the socket is no longer a proxied one.
+                if fdtable::needs_attention(fd) {
+                    epoll::unpark(fd);
+                }
                 fdtable::forget(fd);
             }
             return Ok(Outcome::Passthrough);
@@ -78,11 +85,13 @@ unsafe fn on_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> HookRe
     }
     let layer = layer::get();
     let family = sysnet::socket_domain(fd).map_err(crate::hook::HookError)?;
-    if let Some(existing) = fdtable::lookup(fd) {
-        // Already proxied and established: the kernel would say EISCONN for a
-        // connected socket, and so do we (never start a second handshake on a stream).
-        let _ = existing;
-        return Err(Errno(libc::EISCONN).into());
+    // A socket we already manage: never start a second handshake on a stream.
+    // Pending → EALREADY; established → 0 once after an asynchronous connect, then
+    // EISCONN; failed → its errno once, after which a fresh connect starts over.
+    if fdtable::is_ours(fd) {
+        if let Some(r) = pending::reconnect(fd) {
+            return r.map(|()| Outcome::Done(0)).map_err(Into::into);
+        }
     }
     if layer.config.is_direct(dest) {
         fdtable::forget(fd);
@@ -90,13 +99,29 @@ unsafe fn on_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> HookRe
         return Ok(Outcome::Passthrough);
     }
     let target = TargetAddr::from(dest);
+    if sysnet::is_nonblocking(fd).map_err(crate::hook::HookError)? {
+        let candidates = candidates(fd, family);
+        if candidates.is_empty() || layer::is_disabled() {
+            let f = if candidates.is_empty() {
+                Failure::NoProxyForFamily
+            } else {
+                Failure::LayerDisabled
+            };
+            report::failed(&layer.config, &target, &f, f.errno());
+            return Err(f.errno().into());
+        }
+        return pending::start(fd, family, target, candidates)
+            .map(|()| Outcome::Done(0))
+            .map_err(Into::into);
+    }
     match proxied_connect(fd, family, target) {
         Ok(()) => Ok(Outcome::Done(0)),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Connects `fd` to the proxy and runs the handshake for `target`; records the socket.
+/// A blocking connect: connects `fd` to the proxy and runs the handshake for `target`
+/// inside the call; records the socket.
 fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), Errno> {
     let layer = layer::get();
     let cfg = &layer.config;
@@ -133,7 +158,11 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
                 Socket {
                     inode,
                     family,
-                    state: SocketState::Established { target, proxy },
+                    state: SocketState::Established {
+                        target,
+                        proxy,
+                        connect_reported: true,
+                    },
                 },
             );
             report::connected(cfg, &target, time::now_us() - started * 1000);
@@ -152,7 +181,7 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
 /// Proxy addresses this socket can reach, in configured order: IPv4 ones on an
 /// `AF_INET` socket; on an `AF_INET6` socket IPv6 ones, and IPv4 ones as `::ffff:`
 /// unless the socket is `IPV6_V6ONLY`.
-fn candidates(fd: c_int, family: c_int) -> Vec<SocketAddr> {
+pub(crate) fn candidates(fd: c_int, family: c_int) -> Vec<SocketAddr> {
     let cfg = &layer::get().config;
     match family {
         libc::AF_INET => cfg
@@ -254,32 +283,32 @@ fn finish_async_connect(fd: c_int, started: u64, deadline: u64) -> Result<(), Fa
 hook! {
     /// `sendto(2)`: only `MSG_FASTOPEN` calls concern the layer.
     fn sendto(fd: c_int, buf: *const libc::c_void, n: libc::size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> libc::ssize_t;
-    fast_path: flags & libc::MSG_FASTOPEN == 0;
+    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_attention(fd);
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: the program's sendto arguments, with sendto(2)'s contract; the data is
     // sent unchanged, only without the destination and the Fast Open flag.
-    body: unsafe {
+    body: if flags & libc::MSG_FASTOPEN == 0 { crate::io::send_gate(fd, flags) } else { unsafe {
         on_fastopen(fd, addr, len, || {
             laysocks_sys::real::sendto()(fd, buf, n, flags & !libc::MSG_FASTOPEN, std::ptr::null(), 0)
         })
-    }
+    } }
 }
 
 hook! {
     /// `sendmsg(2)`: only `MSG_FASTOPEN` calls concern the layer.
     fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> libc::ssize_t;
-    fast_path: flags & libc::MSG_FASTOPEN == 0 || msg.is_null();
+    fast_path: (flags & libc::MSG_FASTOPEN == 0 || msg.is_null()) && !fdtable::needs_attention(fd);
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: msg is non-null (fast path) and points to the program's msghdr, with
     // sendmsg(2)'s contract; the copy differs only in having no destination.
-    body: unsafe {
+    body: if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::send_gate(fd, flags) } else { unsafe {
         let mut copy = *msg;
         copy.msg_name = std::ptr::null_mut();
         copy.msg_namelen = 0;
         on_fastopen(fd, (*msg).msg_name as *const sockaddr, (*msg).msg_namelen, || {
             laysocks_sys::real::sendmsg()(fd, &copy, flags & !libc::MSG_FASTOPEN)
         })
-    }
+    } }
 }
 
 /// # Safety

@@ -87,6 +87,7 @@ pub enum Step {
 }
 
 /// One handshake on one socket.
+#[derive(Debug)]
 pub struct Driver {
     fd: c_int,
     engine: ClientHandshake,

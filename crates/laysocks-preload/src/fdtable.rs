@@ -18,22 +18,42 @@
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use laysocks_proto::TargetAddr;
+use laysocks_sys::Errno;
 use libc::c_int;
+
+use crate::pending::Pending;
 
 /// fd numbers below this have a slot in the lock-free array (64 KiB of zero pages).
 pub const FAST_SLOTS: usize = 1 << 16;
 
 static KINDS: [AtomicU8; FAST_SLOTS] = [const { AtomicU8::new(0) }; FAST_SLOTS];
 static ANY_HIGH_FD: AtomicBool = AtomicBool::new(false);
+/// How many records are pending or failed-unreported: the readiness hooks' "anything
+/// to do?" before they scan results.
+static ATTENTION: AtomicUsize = AtomicUsize::new(0);
 
-const KIND_NONE: u8 = 0;
-const KIND_MANAGED: u8 = 1;
+/// What the fast path knows about an fd, ordered so that one comparison answers each
+/// hook's question.
+pub mod kind {
+    /// Not the layer's business.
+    pub const NONE: u8 = 0;
+    /// A proxied socket whose handshake succeeded: only `getpeername` differs.
+    pub const ESTABLISHED: u8 = 1;
+    /// An epoll instance with registrations we track (its `close` must be seen).
+    pub const EPOLL: u8 = 2;
+    /// A non-blocking connect whose handshake is still running.
+    pub const PENDING: u8 = 3;
+    /// A handshake that failed and whose errno the program has not collected yet.
+    pub const FAILED: u8 = 4;
+    /// Kinds at or above this need the data and readiness hooks' attention.
+    pub const ATTENTION: u8 = PENDING;
+}
 
 /// What the layer knows about one of its sockets.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Socket {
     /// The socket's inode number, to tell it from a later socket on the same fd.
     pub inode: u64,
@@ -42,37 +62,107 @@ pub struct Socket {
     pub state: SocketState,
 }
 
-/// Where a managed socket stands. (Issue 4 adds the pending handshake states here.)
-#[derive(Clone, Debug)]
+/// Where a managed socket stands.
+#[derive(Debug)]
 pub enum SocketState {
+    /// Non-blocking connect in progress: to the proxy, then the SOCKS5 exchange.
+    Pending(Box<Pending>),
     /// The proxy reported success: the program's stream now reaches `target`.
+    /// `connect_reported`: a later `connect()` returns 0 once (as Linux does after an
+    /// asynchronous connect completes), then `EISCONN`.
     Established {
         target: TargetAddr,
         proxy: SocketAddr,
+        connect_reported: bool,
     },
+    /// The handshake failed with `errno`, which the program will get once, from
+    /// `SO_ERROR`, a second `connect()` or its first data call.
+    Failed { errno: Errno },
 }
 
-/// Is this fd one the layer manages? The fast path of every hook.
-#[inline(always)]
-pub fn is_ours(fd: c_int) -> bool {
-    match usize::try_from(fd) {
-        Ok(i) if i < FAST_SLOTS => KINDS[i].load(Ordering::Relaxed) != KIND_NONE,
-        Ok(_) => ANY_HIGH_FD.load(Ordering::Relaxed),
-        Err(_) => false,
+impl SocketState {
+    fn kind(&self) -> u8 {
+        match self {
+            SocketState::Pending(_) => kind::PENDING,
+            SocketState::Established { .. } => kind::ESTABLISHED,
+            SocketState::Failed { .. } => kind::FAILED,
+        }
     }
 }
 
-fn set_kind(fd: c_int, kind: u8) {
+/// The fd's kind byte.
+#[inline(always)]
+pub fn kind_of(fd: c_int) -> u8 {
     match usize::try_from(fd) {
-        Ok(i) if i < FAST_SLOTS => KINDS[i].store(kind, Ordering::Relaxed),
-        Ok(_) if kind != KIND_NONE => ANY_HIGH_FD.store(true, Ordering::Relaxed),
+        Ok(i) if i < FAST_SLOTS => KINDS[i].load(Ordering::Relaxed),
+        Ok(_) if ANY_HIGH_FD.load(Ordering::Relaxed) => high_kind(fd),
+        _ => kind::NONE,
+    }
+}
+
+#[cold]
+fn high_kind(fd: c_int) -> u8 {
+    SOCKETS.with(|m| m.get(&fd).map_or(kind::NONE, |s| s.state.kind()))
+}
+
+/// Is this fd one the layer manages (a socket or a tracked epoll instance)? The fast
+/// path of `close`, `dup` and `getpeername`.
+#[inline(always)]
+pub fn is_ours(fd: c_int) -> bool {
+    kind_of(fd) != kind::NONE
+}
+
+/// Does this fd need the data or readiness hooks (pending, or failed unreported)?
+#[inline(always)]
+pub fn needs_attention(fd: c_int) -> bool {
+    kind_of(fd) >= kind::ATTENTION
+}
+
+/// Whether any fd in the process needs attention (cheap check for epoll results).
+#[inline(always)]
+pub fn any_attention() -> bool {
+    ATTENTION.load(Ordering::Relaxed) > 0
+}
+
+fn set_kind(fd: c_int, new: u8) {
+    let old = match usize::try_from(fd) {
+        Ok(i) if i < FAST_SLOTS => KINDS[i].swap(new, Ordering::Relaxed),
+        Ok(_) => {
+            if new != kind::NONE {
+                ANY_HIGH_FD.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        Err(_) => return,
+    };
+    match (old >= kind::ATTENTION, new >= kind::ATTENTION) {
+        (false, true) => {
+            ATTENTION.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            ATTENTION.fetch_sub(1, Ordering::Relaxed);
+        }
         _ => {}
+    }
+}
+
+/// Marks an epoll instance so that its `close` reaches [`crate::epoll`].
+pub fn mark_epoll(epfd: c_int) {
+    if kind_of(epfd) == kind::NONE {
+        set_kind(epfd, kind::EPOLL);
+    }
+}
+
+/// Clears an epoll instance's mark.
+pub fn unmark_epoll(epfd: c_int) {
+    if kind_of(epfd) == kind::EPOLL {
+        set_kind(epfd, kind::NONE);
     }
 }
 
 /// A test-and-set spin lock that can be taken and released without a guard (the fork
 /// handlers need that), yielding the CPU after a short spin.
-struct SpinLock<T> {
+pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
 }
@@ -81,14 +171,14 @@ struct SpinLock<T> {
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
-    const fn new(value: T) -> Self {
+    pub(crate) const fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
             value: UnsafeCell::new(value),
         }
     }
 
-    fn lock(&self) {
+    pub(crate) fn lock(&self) {
         let mut spins = 0u32;
         while self
             .locked
@@ -105,11 +195,11 @@ impl<T> SpinLock<T> {
         }
     }
 
-    fn unlock(&self) {
+    pub(crate) fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         struct Unlock<'a, T>(&'a SpinLock<T>);
         impl<T> Drop for Unlock<'_, T> {
             fn drop(&mut self) {
@@ -125,23 +215,23 @@ impl<T> SpinLock<T> {
 
 static SOCKETS: SpinLock<BTreeMap<c_int, Socket>> = SpinLock::new(BTreeMap::new());
 
-/// Records `fd` as managed.
+/// Records `fd` as managed (replacing any record of an earlier socket on that number).
 pub fn insert(fd: c_int, socket: Socket) {
     SOCKETS.with(|m| {
+        set_kind(fd, socket.state.kind());
         m.insert(fd, socket);
-        set_kind(fd, KIND_MANAGED);
     });
 }
 
-/// Forgets `fd` (it was closed, reconnected elsewhere, or dissolved).
-pub fn forget(fd: c_int) {
+/// Forgets `fd` (it was closed, reconnected elsewhere, or dissolved). Returns the record.
+pub fn forget(fd: c_int) -> Option<Socket> {
     if !is_ours(fd) {
-        return;
+        return None;
     }
     SOCKETS.with(|m| {
-        m.remove(&fd);
-        set_kind(fd, KIND_NONE);
-    });
+        set_kind(fd, kind::NONE);
+        m.remove(&fd)
+    })
 }
 
 /// Forgets every fd in `first..=last` (close_range, closefrom).
@@ -150,52 +240,124 @@ pub fn forget_range(first: c_int, last: c_int) {
         let gone: Vec<c_int> = m.range(first..=last).map(|(fd, _)| *fd).collect();
         for fd in gone {
             m.remove(&fd);
-            set_kind(fd, KIND_NONE);
+            set_kind(fd, kind::NONE);
         }
     });
+    // Epoll marks in the range go too (their registrations are dropped by the caller).
+    let hi = last.min(FAST_SLOTS as c_int - 1);
+    for fd in first.max(0)..=hi {
+        if kind_of(fd) == kind::EPOLL {
+            set_kind(fd, kind::NONE);
+        }
+    }
 }
 
-/// `new` now refers to the same socket as `old` (dup, dup2, dup3, F_DUPFD).
+/// `new` now refers to the same socket as `old` (dup, dup2, dup3, F_DUPFD). A pending
+/// handshake stays with the original fd (the duplicate shares the kernel socket, so
+/// the program sees the same progress through either); the duplicate is recorded once
+/// the socket is established.
 pub fn duplicate(old: c_int, new: c_int) {
-    SOCKETS.with(|m| match m.get(&old).cloned() {
-        Some(s) => {
-            m.insert(new, s);
-            set_kind(new, KIND_MANAGED);
-        }
-        None => {
-            m.remove(&new);
-            set_kind(new, KIND_NONE);
+    SOCKETS.with(|m| {
+        let copy = match m.get(&old) {
+            Some(Socket {
+                inode,
+                family,
+                state: SocketState::Established { target, proxy, .. },
+            }) => Some(Socket {
+                inode: *inode,
+                family: *family,
+                state: SocketState::Established {
+                    target: *target,
+                    proxy: *proxy,
+                    connect_reported: true,
+                },
+            }),
+            _ => None,
+        };
+        match copy {
+            Some(s) => {
+                set_kind(new, s.state.kind());
+                m.insert(new, s);
+            }
+            None => {
+                if m.remove(&new).is_some() || kind_of(new) != kind::NONE {
+                    set_kind(new, kind::NONE);
+                }
+            }
         }
     });
 }
 
-/// The record for `fd`, if it is still the socket we recorded (same inode).
-pub fn lookup(fd: c_int) -> Option<Socket> {
+/// Runs `f` on the record for `fd` under the table lock, if it is still the socket we
+/// recorded (same inode); a stale record is dropped. The kind byte follows the state
+/// `f` leaves behind. `f` may make non-blocking system calls but must not block.
+pub fn with<R>(fd: c_int, f: impl FnOnce(&mut Socket) -> R) -> Option<R> {
     if !is_ours(fd) {
         return None;
     }
-    let found = SOCKETS.with(|m| m.get(&fd).cloned())?;
-    match laysocks_sys::net::inode(fd) {
-        Ok(ino) if ino == found.inode => Some(found),
-        _ => {
-            forget(fd);
-            None
+    let ino = laysocks_sys::net::inode(fd).ok();
+    SOCKETS.with(|m| {
+        let sock = m.get_mut(&fd)?;
+        if Some(sock.inode) != ino {
+            m.remove(&fd);
+            set_kind(fd, kind::NONE);
+            return None;
         }
-    }
+        let r = f(sock);
+        set_kind(fd, sock.state.kind());
+        Some(r)
+    })
+}
+
+/// A copy of what `getpeername` needs, if `fd` is a live record.
+pub fn lookup_peer(fd: c_int) -> Option<(c_int, Option<TargetAddr>)> {
+    with(fd, |s| {
+        let target = match &s.state {
+            SocketState::Established { target, .. } => Some(*target),
+            _ => None,
+        };
+        (s.family, target)
+    })
 }
 
 extern "C" fn before_fork() {
+    // Lock order everywhere: the fd table, then the epoll registry.
     SOCKETS.lock();
+    crate::epoll::lock_for_fork();
 }
 
-extern "C" fn after_fork() {
+extern "C" fn in_parent_after_fork() {
+    crate::epoll::unlock_after_fork();
+    SOCKETS.unlock();
+}
+
+extern "C" fn in_child_after_fork() {
+    // The child shares the parent's sockets. Only one process may drive a handshake
+    // (both reading the proxy's reply would corrupt it), and the parent started it: the
+    // child forgets pending handshakes; the kernel state it sees is the parent's.
+    // SAFETY: we hold the lock (taken in before_fork) and only this thread exists.
+    let m = unsafe { &mut *SOCKETS.value.get() };
+    m.retain(|fd, s| {
+        let keep = !matches!(s.state, SocketState::Pending(_));
+        if !keep {
+            set_kind(*fd, kind::NONE);
+        }
+        keep
+    });
+    crate::epoll::after_fork_in_child();
     SOCKETS.unlock();
 }
 
 /// Makes `fork` safe for the table (called once from the layer's constructor).
 pub fn register_fork_handlers() {
     // SAFETY: the handlers are plain functions that live as long as the library.
-    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(in_parent_after_fork),
+            Some(in_child_after_fork),
+        )
+    };
 }
 
 #[cfg(test)]
@@ -209,6 +371,7 @@ mod tests {
             state: SocketState::Established {
                 target: "203.0.113.2:80".parse::<SocketAddr>().unwrap().into(),
                 proxy: "198.51.100.1:1080".parse().unwrap(),
+                connect_reported: true,
             },
         }
     }
@@ -232,7 +395,7 @@ mod tests {
     fn stale_record_is_dropped() {
         // fd 0 exists in the test process, but its inode is not 12345.
         insert(0, record(12345));
-        assert!(lookup(0).is_none());
+        assert!(lookup_peer(0).is_none());
         assert!(!is_ours(0));
     }
 

@@ -65,6 +65,10 @@ impl HookRet for libc::ssize_t {
     const FAILED: Self = -1;
 }
 
+impl HookRet for libc::c_long {
+    const FAILED: Self = -1;
+}
+
 impl HookRet for () {
     const FAILED: Self = ();
 }

@@ -1,49 +1,105 @@
-//! The data path: `read`, `write` and `poll` on a proxied socket are the kernel's.
+//! The data path: reads and writes on a proxied socket are the kernel's.
 //!
-//! Once the proxy has replied, the program's stream *is* the socket, with no copies and
-//! no extra system calls (DESIGN §3.7). These hooks exist so that the cost of being
-//! loaded is measured where it matters — every `read` of every file — and so that
-//! the non-blocking design (issue 4) has its place: `EAGAIN` while a handshake is pending,
-//! and readiness hidden until the proxy's reply. Today they are a table lookup.
+//! Once the proxy has replied, the program's stream *is* the socket: no copies, no extra
+//! system calls (DESIGN §3.7). The hooks below cost one load and a branch on any fd that
+//! does not need the layer. On a socket whose handshake is still running they answer
+//! `EAGAIN` (non-blocking socket or `MSG_DONTWAIT`), or wait for the handshake (a socket
+//! the program made blocking again after `connect`); on a failed one they return the
+//! handshake's errno once, as the first data call after a failed direct connect would.
+//! This is also the safety net when a readiness registration escaped the hooks.
 
-use libc::{c_int, c_void, nfds_t, pollfd, size_t, ssize_t};
+use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use crate::fdtable;
-use crate::hook::{OnPanic, Outcome};
+use crate::hook::{HookResult, OnPanic, Outcome};
+use crate::pending;
+
+/// The body of every data hook: let the call through, or fail it.
+fn gate(fd: c_int, flags: c_int) -> HookResult<ssize_t> {
+    match pending::data_gate(fd, flags & libc::MSG_DONTWAIT != 0) {
+        Ok(()) => Ok(Outcome::Passthrough),
+        Err(e) => Err(e.into()),
+    }
+}
 
 hook! {
     fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
-    fast_path: !fdtable::is_ours(fd);
+    fast_path: !fdtable::needs_attention(fd);
     on_panic: OnPanic::Passthrough;
-    body: Ok(Outcome::Passthrough)
+    body: gate(fd, 0)
 }
 
 hook! {
     fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
-    fast_path: !fdtable::is_ours(fd);
+    fast_path: !fdtable::needs_attention(fd);
     on_panic: OnPanic::Passthrough;
-    body: Ok(Outcome::Passthrough)
+    body: gate(fd, 0)
 }
 
 hook! {
-    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
-    // SAFETY: the program passed `n` pollfds at `fds`, as poll(2) requires.
-    fast_path: !unsafe { any_ours(fds, n) };
+    fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
     on_panic: OnPanic::Passthrough;
-    body: Ok(Outcome::Passthrough)
+    body: gate(fd, 0)
 }
 
-/// Whether any fd in a pollfd array is managed by the layer.
-///
-/// # Safety
-/// `fds` must point to `n` readable pollfds (or `n` is 0).
-#[inline(always)]
-unsafe fn any_ours(fds: *const pollfd, n: nfds_t) -> bool {
-    if fds.is_null() {
-        return false;
-    }
-    (0..n as usize).any(|i| {
-        // SAFETY: i < n, within the caller's array.
-        fdtable::is_ours(unsafe { (*fds.add(i)).fd })
-    })
+hook! {
+    fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, 0)
+}
+
+hook! {
+    fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, flags)
+}
+
+hook! {
+    fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, flags)
+}
+
+hook! {
+    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, flags)
+}
+
+hook! {
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, flags)
+}
+
+hook! {
+    fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, 0)
+}
+
+hook! {
+    fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, flags)
+}
+
+hook! {
+    fn __recvfrom_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t;
+    fast_path: !fdtable::needs_attention(fd);
+    on_panic: OnPanic::Passthrough;
+    body: gate(fd, flags)
+}
+
+/// `sendto`/`sendmsg` without `MSG_FASTOPEN` (the Fast Open case is in `connect`).
+pub(crate) fn send_gate(fd: c_int, flags: c_int) -> HookResult<ssize_t> {
+    gate(fd, flags)
 }

@@ -35,9 +35,14 @@
 pub mod hook;
 pub mod connect;
 pub mod driver;
+pub mod epoll;
 pub mod fdtable;
 pub mod io;
 pub mod layer;
 pub mod lifecycle;
 pub mod names;
+pub mod pending;
+pub mod readiness;
 pub mod report;
+pub mod sockopt;
+pub mod syscall;

@@ -7,15 +7,21 @@
 
 use libc::{c_int, c_uint, c_ulong};
 
-use crate::fdtable;
 use crate::hook::{HookResult, OnPanic, Outcome};
+use crate::{epoll, fdtable};
 
 hook! {
     fn close(fd: c_int) -> c_int;
     fast_path: !fdtable::is_ours(fd);
     on_panic: OnPanic::Passthrough;
     body: {
-        fdtable::forget(fd);
+        if fdtable::kind_of(fd) == fdtable::kind::EPOLL {
+            epoll::forget_epfd(fd);
+            fdtable::unmark_epoll(fd);
+        } else {
+            fdtable::forget(fd);
+            epoll::forget_fd(fd);
+        }
         Ok(Outcome::Passthrough)
     }
 }
@@ -32,7 +38,7 @@ hook! {
     fast_path: false;
     on_panic: OnPanic::Passthrough;
     body: {
-        fdtable::forget_range(low.max(0), c_int::MAX);
+        forget_range(low.max(0), c_int::MAX);
         Ok(Outcome::Passthrough)
     }
 }
@@ -42,7 +48,7 @@ fn on_close_range(first: c_uint, last: c_uint, flags: c_int) -> HookResult<c_int
     if flags & (libc::CLOSE_RANGE_CLOEXEC as c_int) == 0 && first <= last {
         let first = c_int::try_from(first).unwrap_or(c_int::MAX);
         let last = c_int::try_from(last).unwrap_or(c_int::MAX);
-        fdtable::forget_range(first, last);
+        forget_range(first, last);
     }
     Ok(Outcome::Passthrough)
 }
@@ -86,6 +92,19 @@ hook! {
     on_panic: OnPanic::Passthrough;
     // SAFETY: integer arguments passed to the real call unchanged.
     body: after_dup(fd, unsafe { laysocks_sys::real::fcntl64()(fd, cmd, arg) })
+}
+
+/// Drops the records of every fd in the range, sockets and epoll instances alike.
+fn forget_range(first: c_int, last: c_int) {
+    let top = last.min(fdtable::FAST_SLOTS as c_int - 1);
+    for fd in first.max(0)..=top {
+        match fdtable::kind_of(fd) {
+            fdtable::kind::NONE => {}
+            fdtable::kind::EPOLL => epoll::forget_epfd(fd),
+            _ => epoll::forget_fd(fd),
+        }
+    }
+    fdtable::forget_range(first, last);
 }
 
 /// Records a successful duplicate, or passes the failure on with its errno.

@@ -6,8 +6,11 @@
 use laysocks_sys::net as sysnet;
 use libc::{c_int, sockaddr, socklen_t};
 
-use crate::fdtable::{self, SocketState};
+use laysocks_sys::Errno;
+
+use crate::fdtable;
 use crate::hook::{HookError, HookResult, OnPanic, Outcome};
+use crate::pending::{self, Observed};
 
 hook! {
     /// `getpeername(2)`: the real target for proxied sockets.
@@ -21,18 +24,24 @@ hook! {
 /// # Safety
 /// `addr`/`len` as the program passed them to `getpeername`.
 unsafe fn on_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> HookResult<c_int> {
-    let Some(socket) = fdtable::lookup(fd) else {
+    if fdtable::needs_attention(fd) {
+        // Not connected until the proxy says so (a direct connect in SYN_SENT, or one
+        // that failed, gives ENOTCONN too).
+        match pending::advance(fd) {
+            Observed::Pending { .. } | Observed::Failed(_) => {
+                return Err(Errno(libc::ENOTCONN).into())
+            }
+            Observed::Established | Observed::NotOurs => {}
+        }
+    }
+    let Some((family, Some(target))) = fdtable::lookup_peer(fd) else {
         return Ok(Outcome::Passthrough);
     };
-    match socket.state {
-        SocketState::Established { target, .. } => match target.to_socket_addr() {
-            Some(peer) => {
-                let peer = sysnet::in_family(peer, socket.family);
-                // SAFETY: the program gave getpeername a buffer of *len bytes.
-                unsafe { sysnet::write_sockaddr(&peer, addr, len) }.map_err(HookError)?;
-                Ok(Outcome::Done(0))
-            }
-            None => Ok(Outcome::Passthrough),
-        },
-    }
+    let Some(peer) = target.to_socket_addr() else {
+        return Ok(Outcome::Passthrough);
+    };
+    let peer = sysnet::in_family(peer, family);
+    // SAFETY: the program gave getpeername a buffer of *len bytes.
+    unsafe { sysnet::write_sockaddr(&peer, addr, len) }.map_err(HookError)?;
+    Ok(Outcome::Done(0))
 }

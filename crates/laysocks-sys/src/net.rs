@@ -255,6 +255,16 @@ pub fn disconnect(fd: c_int) {
     let _ = take_socket_error(fd);
 }
 
+/// Like [`disconnect`], but leaves the kernel's pending error (`ECONNRESET` after
+/// dissolving a live connection) in place, so that poll and epoll go on reporting the
+/// socket as failed (`POLLERR`) until the program collects the error.
+pub fn disconnect_keep_error(fd: c_int) {
+    // SAFETY: sockaddr is plain data; AF_UNSPEC (0) in an all-zero struct.
+    let sa: sockaddr = unsafe { zeroed() };
+    // SAFETY: sa is a valid sockaddr of the size given.
+    unsafe { real::connect()(fd, &sa, size_of::<sockaddr>() as socklen_t) };
+}
+
 /// `send` with `MSG_DONTWAIT | MSG_NOSIGNAL`: never blocks, never raises SIGPIPE.
 pub fn send_nonblocking(fd: c_int, buf: &[u8]) -> SysResult<usize> {
     // SAFETY: buf is valid for buf.len() bytes; no destination address.

@@ -73,6 +73,26 @@ real_functions! {
     sendto: fn(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t = fallback::sendto;
     recvfrom: fn(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t = fallback::recvfrom;
     sendmsg: fn(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t = fallback::sendmsg;
+    recvmsg: fn(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t = fallback::recvmsg;
+    send: fn(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t = fallback::send;
+    recv: fn(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t = fallback::recv;
+    readv: fn(fd: c_int, iov: *const libc::iovec, n: c_int) -> ssize_t = fallback::readv;
+    writev: fn(fd: c_int, iov: *const libc::iovec, n: c_int) -> ssize_t = fallback::writev;
+    /// Fortified `read` (`_FORTIFY_SOURCE`); the buffer-size check is libc's.
+    __read_chk: fn(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t = fallback::read_chk;
+    __recv_chk: fn(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t = fallback::recv_chk;
+    __recvfrom_chk: fn(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t = fallback::recvfrom_chk;
+    ppoll: fn(fds: *mut pollfd, n: nfds_t, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int = fallback::ppoll;
+    __poll_chk: fn(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int = fallback::poll_chk;
+    __ppoll_chk: fn(fds: *mut pollfd, n: nfds_t, timeout: *const libc::timespec, mask: *const libc::sigset_t, fdslen: size_t) -> c_int = fallback::ppoll_chk;
+    select: fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut libc::timeval) -> c_int = fallback::select;
+    pselect: fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const libc::timespec, mask: *const libc::sigset_t) -> c_int = fallback::pselect;
+    epoll_ctl: fn(epfd: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int = fallback::epoll_ctl;
+    epoll_wait: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int = fallback::epoll_wait;
+    epoll_pwait: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int = fallback::epoll_pwait;
+    epoll_pwait2: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int = fallback::epoll_pwait2;
+    /// `syscall(2)` is variadic; up to six integer arguments travel in registers.
+    syscall: fn(n: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long = fallback::syscall;
 }
 
 /// Raw-syscall stand-ins with the C functions' signatures and errno convention.
@@ -165,6 +185,177 @@ mod fallback {
     pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t {
         // SAFETY: the caller's message, passed through unchanged.
         unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as ssize_t }
+    }
+    pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t {
+        // SAFETY: the caller's message, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as ssize_t }
+    }
+    pub unsafe extern "C" fn send(
+        fd: c_int,
+        buf: *const c_void,
+        n: size_t,
+        flags: c_int,
+    ) -> ssize_t {
+        // SAFETY: as sendto without an address.
+        unsafe { sendto(fd, buf, n, flags, std::ptr::null(), 0) }
+    }
+    pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+        // SAFETY: as recvfrom without an address.
+        unsafe {
+            recvfrom(
+                fd,
+                buf,
+                n,
+                flags,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+    pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> ssize_t {
+        // SAFETY: the caller's vectors, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_readv, fd, iov, n) as ssize_t }
+    }
+    pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, n: c_int) -> ssize_t {
+        // SAFETY: the caller's vectors, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_writev, fd, iov, n) as ssize_t }
+    }
+    pub unsafe extern "C" fn read_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        _buflen: size_t,
+    ) -> ssize_t {
+        // SAFETY: as read.
+        unsafe { read(fd, buf, n) }
+    }
+    pub unsafe extern "C" fn recv_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        _buflen: size_t,
+        flags: c_int,
+    ) -> ssize_t {
+        // SAFETY: as recv.
+        unsafe { recv(fd, buf, n, flags) }
+    }
+    pub unsafe extern "C" fn recvfrom_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        _buflen: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> ssize_t {
+        // SAFETY: as recvfrom.
+        unsafe { recvfrom(fd, buf, n, flags, addr, len) }
+    }
+    pub unsafe extern "C" fn ppoll(
+        fds: *mut pollfd,
+        n: nfds_t,
+        timeout: *const libc::timespec,
+        mask: *const libc::sigset_t,
+    ) -> c_int {
+        // SAFETY: the caller's arguments; the kernel's sigset size is 8 bytes.
+        unsafe { libc::syscall(libc::SYS_ppoll, fds, n, timeout, mask, 8) as c_int }
+    }
+    pub unsafe extern "C" fn poll_chk(
+        fds: *mut pollfd,
+        n: nfds_t,
+        timeout: c_int,
+        _fdslen: size_t,
+    ) -> c_int {
+        // SAFETY: as poll.
+        unsafe { poll(fds, n, timeout) }
+    }
+    pub unsafe extern "C" fn ppoll_chk(
+        fds: *mut pollfd,
+        n: nfds_t,
+        timeout: *const libc::timespec,
+        mask: *const libc::sigset_t,
+        _fdslen: size_t,
+    ) -> c_int {
+        // SAFETY: as ppoll.
+        unsafe { ppoll(fds, n, timeout, mask) }
+    }
+    pub unsafe extern "C" fn select(
+        n: c_int,
+        r: *mut libc::fd_set,
+        w: *mut libc::fd_set,
+        e: *mut libc::fd_set,
+        t: *mut libc::timeval,
+    ) -> c_int {
+        // SAFETY: the caller's sets, passed through unchanged (x86-64 has select(2)).
+        unsafe { libc::syscall(libc::SYS_select, n, r, w, e, t) as c_int }
+    }
+    pub unsafe extern "C" fn pselect(
+        n: c_int,
+        r: *mut libc::fd_set,
+        w: *mut libc::fd_set,
+        e: *mut libc::fd_set,
+        t: *const libc::timespec,
+        mask: *const libc::sigset_t,
+    ) -> c_int {
+        // The kernel wants the mask as (pointer, size).
+        let m: [usize; 2] = [mask as usize, 8];
+        let mp = if mask.is_null() {
+            std::ptr::null()
+        } else {
+            m.as_ptr()
+        };
+        // SAFETY: the caller's sets; `m` outlives the call.
+        unsafe { libc::syscall(libc::SYS_pselect6, n, r, w, e, t, mp) as c_int }
+    }
+    pub unsafe extern "C" fn epoll_ctl(
+        epfd: c_int,
+        op: c_int,
+        fd: c_int,
+        ev: *mut libc::epoll_event,
+    ) -> c_int {
+        // SAFETY: the caller's event, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, ev) as c_int }
+    }
+    pub unsafe extern "C" fn epoll_wait(
+        epfd: c_int,
+        ev: *mut libc::epoll_event,
+        max: c_int,
+        timeout: c_int,
+    ) -> c_int {
+        // SAFETY: as epoll_pwait without a mask.
+        unsafe { epoll_pwait(epfd, ev, max, timeout, std::ptr::null()) }
+    }
+    pub unsafe extern "C" fn epoll_pwait(
+        epfd: c_int,
+        ev: *mut libc::epoll_event,
+        max: c_int,
+        timeout: c_int,
+        mask: *const libc::sigset_t,
+    ) -> c_int {
+        // SAFETY: the caller's buffer, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_epoll_pwait, epfd, ev, max, timeout, mask, 8) as c_int }
+    }
+    pub unsafe extern "C" fn epoll_pwait2(
+        epfd: c_int,
+        ev: *mut libc::epoll_event,
+        max: c_int,
+        timeout: *const libc::timespec,
+        mask: *const libc::sigset_t,
+    ) -> c_int {
+        // SAFETY: the caller's buffer, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_epoll_pwait2, epfd, ev, max, timeout, mask, 8) as c_int }
+    }
+    pub unsafe extern "C" fn syscall(
+        n: libc::c_long,
+        a1: libc::c_long,
+        a2: libc::c_long,
+        a3: libc::c_long,
+        a4: libc::c_long,
+        a5: libc::c_long,
+        a6: libc::c_long,
+    ) -> libc::c_long {
+        // SAFETY: the caller's system call, passed through unchanged.
+        unsafe { libc::syscall(n, a1, a2, a3, a4, a5, a6) }
     }
     pub unsafe extern "C" fn recvfrom(
         fd: c_int,

@@ -1,0 +1,364 @@
+//! Non-blocking connects: the handshake runs inside the program's own event loop.
+//!
+//! This is the paper's core (DESIGN §3.4). A `connect()` on a non-blocking socket starts
+//! the kernel connect to the proxy and returns `EINPROGRESS` at once. From then on the
+//! handshake moves forward in whichever call the program makes that can observe the
+//! socket — `poll`/`select`/`epoll_wait` ([`crate::readiness`], [`crate::epoll`]),
+//! `getsockopt(SO_ERROR)`, a second `connect`, `getpeername`, a read or a write — each
+//! of which calls [`advance`]. The program is told "writable" only once the proxy has
+//! said the target is reached; a failure looks like a refused connect (`POLLOUT|POLLERR|
+//! POLLHUP`) and its errno comes out once, where a direct connect's would ([`collect`]).
+//!
+//! A pending socket moves through two phases: the kernel connect to the proxy (we wait
+//! for `POLLOUT`, then read `SO_ERROR`; on failure the next proxy address is tried), then
+//! the SOCKS5 exchange ([`Driver::advance`], shared with the blocking path). Each call to
+//! [`advance`] does what the socket allows without blocking, under the fd table's lock,
+//! so two threads never drive one handshake at once. Whenever what the handshake waits
+//! for changes, the socket's epoll registrations are re-parked ([`crate::epoll::park`]);
+//! when it ends they are given back to the program ([`crate::epoll::unpark`]).
+
+use std::net::SocketAddr;
+
+use laysocks_proto::{ClientHandshake, TargetAddr};
+use laysocks_sys::net as sysnet;
+use laysocks_sys::{time, Errno};
+use libc::c_int;
+
+use crate::driver::{Driver, Failure, Step};
+use crate::fdtable::{self, Socket, SocketState};
+use crate::{epoll, layer, report};
+
+/// A handshake in progress on a non-blocking socket.
+#[derive(Debug)]
+pub struct Pending {
+    target: TargetAddr,
+    phase: Phase,
+    driver: Driver,
+    /// Proxy addresses usable from this socket, and which one is being tried.
+    candidates: Vec<SocketAddr>,
+    current: usize,
+    started_ms: u64,
+    deadline_ms: u64,
+    /// The `poll` events the epoll registrations are parked on (0: not parked yet).
+    parked: i16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The kernel connect to `candidates[current]` is in flight.
+    ProxyConnect,
+    /// Talking SOCKS5.
+    Negotiate,
+}
+
+/// What a hook learns from looking at a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Not (or no longer) a socket the layer manages.
+    NotOurs,
+    /// Still negotiating: wait for `events` on the socket, at most until `deadline_ms`.
+    Pending { events: i16, deadline_ms: u64 },
+    /// Connected through the proxy.
+    Established,
+    /// Failed; the errno is waiting to be collected.
+    Failed(Errno),
+}
+
+/// What changed during an [`advance`], to be reported after the table lock is released.
+enum Transition {
+    Connected {
+        target: TargetAddr,
+        micros: u64,
+    },
+    Failed {
+        target: TargetAddr,
+        failure: Failure,
+    },
+}
+
+/// Starts a non-blocking proxied connect. `Ok(())` if the handshake already finished
+/// (the program gets 0), `Err(EINPROGRESS)` normally, or the errno of an immediate
+/// failure (no proxy reachable at all), as a direct non-blocking connect would.
+pub fn start(
+    fd: c_int,
+    family: c_int,
+    target: TargetAddr,
+    candidates: Vec<SocketAddr>,
+) -> Result<(), Errno> {
+    let layer = layer::get();
+    let started = time::now_ms();
+    let deadline = started + u64::from(layer.config.connect_timeout_ms);
+    let mut phase = None;
+    let mut current = 0;
+    let mut last = Failure::NoProxyForFamily;
+    while current < candidates.len() {
+        if current > 0 {
+            sysnet::disconnect(fd);
+        }
+        match sysnet::connect(fd, &candidates[current]) {
+            Ok(()) => {
+                phase = Some(Phase::Negotiate);
+                break;
+            }
+            Err(Errno(libc::EINPROGRESS)) => {
+                phase = Some(Phase::ProxyConnect);
+                break;
+            }
+            Err(e) => last = Failure::ProxyUnreachable(e),
+        }
+        current += 1;
+    }
+    let Some(phase) = phase else {
+        sysnet::disconnect(fd);
+        let errno = last.errno();
+        report::failed(&layer.config, &target, &last, errno);
+        return Err(errno);
+    };
+    let engine = ClientHandshake::new(&target, layer.credentials.as_ref());
+    let inode = sysnet::inode(fd).unwrap_or(0);
+    fdtable::insert(
+        fd,
+        Socket {
+            inode,
+            family,
+            state: SocketState::Pending(Box::new(Pending {
+                target,
+                phase,
+                driver: Driver::new(fd, engine),
+                candidates,
+                current,
+                started_ms: started,
+                deadline_ms: deadline,
+                parked: 0,
+            })),
+        },
+    );
+    // On a fast link the proxy may already have answered; never make the program wait
+    // for a poll it need not make.
+    match advance(fd) {
+        Observed::Pending { .. } => Err(Errno(libc::EINPROGRESS)),
+        Observed::Established => {
+            mark_connect_reported(fd);
+            Ok(())
+        }
+        Observed::Failed(_) => Err(collect(fd).unwrap_or(Errno(libc::ECONNREFUSED))),
+        Observed::NotOurs => Err(Errno(libc::EINPROGRESS)),
+    }
+}
+
+/// Moves the handshake on `fd` forward as far as the socket allows now.
+pub fn advance(fd: c_int) -> Observed {
+    let result = fdtable::with(fd, |sock| step(fd, sock));
+    match result {
+        None => Observed::NotOurs,
+        Some((observed, transition)) => {
+            if let Some(t) = transition {
+                let cfg = &layer::get().config;
+                match t {
+                    Transition::Connected { target, micros } => {
+                        report::connected(cfg, &target, micros)
+                    }
+                    Transition::Failed { target, failure } => {
+                        report::failed(cfg, &target, &failure, failure.errno())
+                    }
+                }
+            }
+            observed
+        }
+    }
+}
+
+fn step(fd: c_int, sock: &mut Socket) -> (Observed, Option<Transition>) {
+    let p = match &mut sock.state {
+        SocketState::Pending(p) => p,
+        SocketState::Established { .. } => return (Observed::Established, None),
+        SocketState::Failed { errno } => return (Observed::Failed(*errno), None),
+    };
+    let outcome = drive(fd, p);
+    match outcome {
+        Ok(events) => {
+            if p.parked != events {
+                p.parked = events;
+                epoll::park(fd, events, p.deadline_ms);
+            }
+            (
+                Observed::Pending {
+                    events,
+                    deadline_ms: p.deadline_ms,
+                },
+                None,
+            )
+        }
+        Err(Ok(())) => {
+            let target = p.target;
+            let proxy = p.candidates[p.current];
+            let micros = time::now_us().saturating_sub(p.started_ms * 1000);
+            sock.state = SocketState::Established {
+                target,
+                proxy,
+                connect_reported: false,
+            };
+            epoll::unpark(fd);
+            (
+                Observed::Established,
+                Some(Transition::Connected { target, micros }),
+            )
+        }
+        Err(Err(failure)) => {
+            let target = p.target;
+            // Dissolve the connection to the proxy. The kernel then reports the socket
+            // as a failed connect (OUT|ERR|HUP) until the program collects the error.
+            sysnet::disconnect_keep_error(fd);
+            let errno = failure.errno();
+            sock.state = SocketState::Failed { errno };
+            epoll::unpark(fd);
+            (
+                Observed::Failed(errno),
+                Some(Transition::Failed { target, failure }),
+            )
+        }
+    }
+}
+
+/// `Ok(events)`: still waiting for those poll events; `Err(Ok)`: established;
+/// `Err(Err(f))`: failed.
+fn drive(fd: c_int, p: &mut Pending) -> Result<i16, Result<(), Failure>> {
+    for _ in 0..16 {
+        if time::now_ms() >= p.deadline_ms {
+            return Err(Err(Failure::Timeout {
+                after_ms: p.deadline_ms - p.started_ms,
+            }));
+        }
+        match p.phase {
+            Phase::ProxyConnect => {
+                match sysnet::poll_one(fd, libc::POLLOUT, 0) {
+                    Ok(0) => return Ok(libc::POLLOUT),
+                    Ok(_) => {}
+                    Err(Errno(libc::EINTR)) => continue,
+                    Err(e) => return Err(Err(Failure::Io(e))),
+                }
+                match sysnet::take_socket_error(fd) {
+                    Ok(0) => p.phase = Phase::Negotiate,
+                    Ok(e) => try_next_proxy(fd, p, Errno(e))?,
+                    Err(e) => try_next_proxy(fd, p, e)?,
+                }
+            }
+            Phase::Negotiate => match p.driver.advance() {
+                Step::Wait(events) => return Ok(events),
+                Step::Done(_) => return Err(Ok(())),
+                Step::Failed(f) => return Err(Err(f)),
+            },
+        }
+    }
+    Ok(libc::POLLIN | libc::POLLOUT)
+}
+
+/// The proxy at `candidates[current]` refused or was unreachable: start on the next.
+fn try_next_proxy(fd: c_int, p: &mut Pending, err: Errno) -> Result<(), Result<(), Failure>> {
+    let mut last = err;
+    while p.current + 1 < p.candidates.len() {
+        p.current += 1;
+        sysnet::disconnect(fd);
+        match sysnet::connect(fd, &p.candidates[p.current]) {
+            Ok(()) => {
+                p.phase = Phase::Negotiate;
+                return Ok(());
+            }
+            Err(Errno(libc::EINPROGRESS)) => {
+                p.phase = Phase::ProxyConnect;
+                return Ok(());
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(Err(Failure::ProxyUnreachable(last)))
+}
+
+/// If `fd` failed, hands its errno over exactly once: the record is dropped and the
+/// kernel's own leftover error (`ECONNRESET` from the disconnect) cleared, so the
+/// socket then behaves like one whose direct connect failed.
+pub fn collect(fd: c_int) -> Option<Errno> {
+    let errno = fdtable::with(fd, |s| match s.state {
+        SocketState::Failed { errno } => Some(errno),
+        _ => None,
+    })??;
+    fdtable::forget(fd);
+    let _ = sysnet::take_socket_error(fd);
+    Some(errno)
+}
+
+/// Notes that the program has been told the connect succeeded (via `connect` itself).
+pub fn mark_connect_reported(fd: c_int) {
+    fdtable::with(fd, |s| {
+        if let SocketState::Established {
+            connect_reported, ..
+        } = &mut s.state
+        {
+            *connect_reported = true;
+        }
+    });
+}
+
+/// A second `connect()` on a socket the layer manages: `Some(result)` answers it
+/// (`EALREADY` while pending; 0 once after success, then `EISCONN`; the errno once after
+/// failure); `None` means "not ours, or a failure already collected: connect afresh".
+pub fn reconnect(fd: c_int) -> Option<Result<(), Errno>> {
+    match advance(fd) {
+        Observed::NotOurs => None,
+        Observed::Pending { .. } => Some(Err(Errno(libc::EALREADY))),
+        Observed::Established => fdtable::with(fd, |s| match &mut s.state {
+            SocketState::Established {
+                connect_reported, ..
+            } if !*connect_reported => {
+                *connect_reported = true;
+                Ok(())
+            }
+            _ => Err(Errno(libc::EISCONN)),
+        }),
+        Observed::Failed(_) => collect(fd).map(Err),
+    }
+}
+
+/// For a blocking data call on a pending socket: waits (with `poll`, under the
+/// handshake's deadline) until the handshake has ended.
+pub fn wait_until_done(fd: c_int) -> Result<(), Errno> {
+    loop {
+        match advance(fd) {
+            Observed::NotOurs | Observed::Established => return Ok(()),
+            Observed::Failed(_) => return Err(collect(fd).unwrap_or(Errno(libc::ECONNRESET))),
+            Observed::Pending {
+                events,
+                deadline_ms,
+            } => {
+                let left = deadline_ms
+                    .saturating_sub(time::now_ms())
+                    .min(i32::MAX as u64) as i32;
+                match sysnet::poll_one(fd, events, left.max(1)) {
+                    Ok(_) | Err(Errno(libc::EINTR)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// The gate of every read/write-family hook on a socket that needs attention:
+/// `Ok(())` to let the call through, or the errno to fail it with (`EAGAIN` while the
+/// handshake runs on a non-blocking socket or with `MSG_DONTWAIT`; the failure's errno,
+/// once).
+pub fn data_gate(fd: c_int, dontwait: bool) -> Result<(), Errno> {
+    match advance(fd) {
+        Observed::NotOurs | Observed::Established => Ok(()),
+        Observed::Failed(_) => match collect(fd) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        },
+        Observed::Pending { .. } => {
+            if dontwait || sysnet::is_nonblocking(fd).unwrap_or(true) {
+                Err(Errno(libc::EAGAIN))
+            } else {
+                wait_until_done(fd)
+            }
+        }
+    }
+}
