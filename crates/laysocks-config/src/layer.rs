@@ -33,6 +33,9 @@ pub struct LayerConfig {
     pub excludes: Vec<Exclusion>,
     /// `socks5h`: names go to the proxy (used once the layer answers lookups).
     pub remote_dns: bool,
+    /// Send greeting, authentication and request in one write (saves round trips; only
+    /// for proxies that read on after the greeting — the layer falls back if one stalls).
+    pub pipeline: bool,
 }
 
 impl Default for LayerConfig {
@@ -46,6 +49,7 @@ impl Default for LayerConfig {
             verbose: false,
             excludes: Vec::new(),
             remote_dns: false,
+            pipeline: false,
         }
     }
 }
@@ -90,6 +94,7 @@ impl LayerConfig {
         let ex: Vec<String> = self.excludes.iter().map(|e| e.to_string()).collect();
         put("exclude", &ex.join(","));
         put("remote_dns", if self.remote_dns { "1" } else { "0" });
+        put("pipeline", if self.pipeline { "1" } else { "0" });
         out
     }
 
@@ -126,6 +131,7 @@ impl LayerConfig {
                         .collect::<Result<_, _>>()?
                 }
                 "remote_dns" => cfg.remote_dns = v == "1",
+                "pipeline" => cfg.pipeline = v == "1",
                 _ => {} // a newer launcher's key: ignore
             }
         }
@@ -190,6 +196,7 @@ mod tests {
                 "[2001:db8::/32]".parse().unwrap(),
             ],
             remote_dns: true,
+            pipeline: true,
         }
     }
 

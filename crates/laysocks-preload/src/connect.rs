@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 
-use laysocks_proto::{ClientHandshake, TargetAddr};
+use laysocks_proto::TargetAddr;
 use laysocks_sys::net::{self as sysnet, sockaddr_family};
 use laysocks_sys::{time, Errno};
 use libc::{c_int, sockaddr, socklen_t};
@@ -31,7 +31,7 @@ use libc::{c_int, sockaddr, socklen_t};
 use crate::driver::{self, Driver, Failure};
 use crate::fdtable::{self, Socket, SocketState};
 use crate::hook::{HookResult, OnPanic, Outcome};
-use crate::{epoll, layer, pending, report};
+use crate::{epoll, layer, pending, pipeline, report};
 
 hook! {
     /// `connect(2)`: proxied for TCP destinations that are not excluded.
@@ -144,8 +144,24 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
         }
         let proxy = connect_to_proxy(fd, family, blocking, app_sndtimeo, started, deadline)
             .map_err(|f| (None, f))?;
-        let engine = ClientHandshake::new(&target, layer.credentials.as_ref());
-        let mut d = Driver::new(fd, engine);
+        if pipeline::wanted(&proxy) {
+            let rtt = time::now_ms() - started;
+            let patience = (time::now_ms() + pipeline::patience_ms(rtt)).min(deadline);
+            let mut d = Driver::new(fd, pipeline::engine(&target, true));
+            match driver::run_to_completion(&mut d, started, patience) {
+                Ok(_) => return Ok(proxy),
+                Err(f) if pipeline::is_stall(&f) && time::now_ms() < deadline => {
+                    // The proxy choked on the pipelined handshake: start over on the
+                    // same socket with the ordinary one, and remember the proxy.
+                    pipeline::remember_refuser(proxy);
+                    sysnet::disconnect(fd);
+                    connect_once(fd, &proxy, blocking, app_sndtimeo, started, deadline)
+                        .map_err(|f| (None, f))?;
+                }
+                Err(f) => return Err((Some(proxy), f)),
+            }
+        }
+        let mut d = Driver::new(fd, pipeline::engine(&target, false));
         driver::run_to_completion(&mut d, started, deadline).map_err(|f| (Some(proxy), f))?;
         Ok(proxy)
     })();

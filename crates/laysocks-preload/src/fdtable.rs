@@ -2,8 +2,12 @@
 //!
 //! Two levels, because hooks run on *every* `read`, `write`, `close` and `poll` of
 //! every file in the process and almost none of those fds are ours:
-//! - a lock-free array of one atomic byte per fd number ([`is_ours`]: one relaxed load
-//!   and a branch), plus one flag for fd numbers beyond the array;
+//! - a lock-free array of one atomic *kind* byte per fd number ([`kind_of`]: one relaxed
+//!   load and a branch), plus one flag for fd numbers beyond the array. The kinds are
+//!   ordered so each hook asks one comparison: `close`/`dup` care about anything not
+//!   [`kind::NONE`]; reads, writes and readiness calls only about [`kind::PENDING`] and
+//!   [`kind::FAILED`] ([`needs_attention`]) — an established proxied socket is the
+//!   kernel's again;
 //! - behind a spin lock, the per-socket records ([`Socket`]), touched only for fds
 //!   whose byte is set.
 //!

@@ -42,6 +42,7 @@ pub mod layer;
 pub mod lifecycle;
 pub mod names;
 pub mod pending;
+pub mod pipeline;
 pub mod readiness;
 pub mod report;
 pub mod sockopt;

@@ -19,21 +19,26 @@
 
 use std::net::SocketAddr;
 
-use laysocks_proto::{ClientHandshake, TargetAddr};
+use laysocks_proto::TargetAddr;
 use laysocks_sys::net as sysnet;
 use laysocks_sys::{time, Errno};
 use libc::c_int;
 
 use crate::driver::{Driver, Failure, Step};
 use crate::fdtable::{self, Socket, SocketState};
-use crate::{epoll, layer, report};
+use crate::{epoll, layer, pipeline, report};
 
 /// A handshake in progress on a non-blocking socket.
 #[derive(Debug)]
 pub struct Pending {
     target: TargetAddr,
     phase: Phase,
-    driver: Driver,
+    /// The SOCKS5 exchange, made when the proxy connect completes (it depends on the
+    /// proxy: pipelined or not).
+    driver: Option<Driver>,
+    /// A pipelined attempt gives up and falls back to the ordinary handshake at this
+    /// time (0: not pipelined).
+    fallback_at_ms: u64,
     /// Proxy addresses usable from this socket, and which one is being tried.
     candidates: Vec<SocketAddr>,
     current: usize,
@@ -114,7 +119,6 @@ pub fn start(
         report::failed(&layer.config, &target, &last, errno);
         return Err(errno);
     };
-    let engine = ClientHandshake::new(&target, layer.credentials.as_ref());
     let inode = sysnet::inode(fd).unwrap_or(0);
     fdtable::insert(
         fd,
@@ -124,7 +128,8 @@ pub fn start(
             state: SocketState::Pending(Box::new(Pending {
                 target,
                 phase,
-                driver: Driver::new(fd, engine),
+                driver: None,
+                fallback_at_ms: 0,
                 candidates,
                 current,
                 started_ms: started,
@@ -177,14 +182,19 @@ fn step(fd: c_int, sock: &mut Socket) -> (Observed, Option<Transition>) {
     let outcome = drive(fd, p);
     match outcome {
         Ok(events) => {
+            // Waits must wake for the deadline, and for a pipelined attempt's patience.
+            let wake = match p.fallback_at_ms {
+                0 => p.deadline_ms,
+                f => f.min(p.deadline_ms),
+            };
             if p.parked != events {
                 p.parked = events;
-                epoll::park(fd, events, p.deadline_ms);
+                epoll::park(fd, events, wake);
             }
             (
                 Observed::Pending {
                     events,
-                    deadline_ms: p.deadline_ms,
+                    deadline_ms: wake,
                 },
                 None,
             )
@@ -243,11 +253,41 @@ fn drive(fd: c_int, p: &mut Pending) -> Result<i16, Result<(), Failure>> {
                     Err(e) => try_next_proxy(fd, p, e)?,
                 }
             }
-            Phase::Negotiate => match p.driver.advance() {
-                Step::Wait(events) => return Ok(events),
-                Step::Done(_) => return Err(Ok(())),
-                Step::Failed(f) => return Err(Err(f)),
-            },
+            Phase::Negotiate => {
+                let proxy = p.candidates[p.current];
+                let driver = p.driver.get_or_insert_with(|| {
+                    let pipelined = pipeline::wanted(&proxy);
+                    if pipelined {
+                        let rtt = time::now_ms() - p.started_ms;
+                        p.fallback_at_ms = time::now_ms() + pipeline::patience_ms(rtt);
+                    }
+                    Driver::new(fd, pipeline::engine(&p.target, pipelined))
+                });
+                let stalled = p.fallback_at_ms != 0 && time::now_ms() >= p.fallback_at_ms;
+                let step = if stalled {
+                    Step::Failed(Failure::Timeout { after_ms: 0 })
+                } else {
+                    driver.advance()
+                };
+                match step {
+                    Step::Wait(events) => return Ok(events),
+                    Step::Done(_) => return Err(Ok(())),
+                    Step::Failed(f) if p.fallback_at_ms != 0 && pipeline::is_stall(&f) => {
+                        // The proxy choked on the pipelined handshake: reconnect this
+                        // socket and run the ordinary one (same deadline), quietly.
+                        pipeline::remember_refuser(proxy);
+                        p.fallback_at_ms = 0;
+                        p.driver = Some(Driver::new(fd, pipeline::engine(&p.target, false)));
+                        sysnet::disconnect(fd);
+                        match sysnet::connect(fd, &proxy) {
+                            Ok(()) => {}
+                            Err(Errno(libc::EINPROGRESS)) => p.phase = Phase::ProxyConnect,
+                            Err(e) => return Err(Err(Failure::ProxyUnreachable(e))),
+                        }
+                    }
+                    Step::Failed(f) => return Err(Err(f)),
+                }
+            }
         }
     }
     Ok(libc::POLLIN | libc::POLLOUT)
@@ -258,6 +298,8 @@ fn try_next_proxy(fd: c_int, p: &mut Pending, err: Errno) -> Result<(), Result<(
     let mut last = err;
     while p.current + 1 < p.candidates.len() {
         p.current += 1;
+        p.driver = None;
+        p.fallback_at_ms = 0;
         sysnet::disconnect(fd);
         match sysnet::connect(fd, &p.candidates[p.current]) {
             Ok(()) => {

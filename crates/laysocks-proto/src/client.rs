@@ -14,6 +14,14 @@
 //! address octet, which for a name is its length) and then exactly the rest (§6).
 //! A message is only accepted once the message it answers has been handed out in full,
 //! so an early (and therefore bogus) answer cannot make us skip our own request.
+//!
+//! **Pipelining** ([`ClientHandshake::pipelined`]) releases all three messages at once,
+//! saving one or two round trips. It is only possible when the client offers exactly one
+//! method (it must know which sub-negotiation follows before it hears the answer), and
+//! only safe with proxies that keep reading after the greeting: RFC 1928 does not promise
+//! it, and some servers (microsocks) discard whatever arrived with the greeting, then
+//! wait forever for the request they already threw away. Callers opt in per proxy and
+//! must be ready to fall back.
 
 use crate::addr::TargetAddr;
 use crate::auth::Credentials;
@@ -92,6 +100,8 @@ pub struct ClientHandshake {
     sent: usize,
     released: usize,
     offered_user_pass: bool,
+    /// Everything was released at once (see the module docs).
+    pipelined: bool,
     /// The RFC 1929 request has been wiped from `out` (sent, or not needed).
     auth_scrubbed: bool,
     method: Option<u8>,
@@ -117,6 +127,32 @@ impl ClientHandshake {
         target: &TargetAddr,
         auth: Option<&Credentials>,
     ) -> ClientHandshake {
+        ClientHandshake::build(command, target, auth, false)
+    }
+
+    /// Like [`ClientHandshake::with_command`], but the greeting, the RFC 1929 request and
+    /// the SOCKS request are all released at once, to be written in one go. Offers only
+    /// the one method it will use: 0x02 with credentials, else 0x00. A proxy that picks
+    /// anything else is an [`Error::UnexpectedMethod`].
+    pub fn pipelined(
+        command: Command,
+        target: &TargetAddr,
+        auth: Option<&Credentials>,
+    ) -> ClientHandshake {
+        ClientHandshake::build(command, target, auth, true)
+    }
+
+    /// Whether this handshake was built by [`ClientHandshake::pipelined`].
+    pub fn is_pipelined(&self) -> bool {
+        self.pipelined
+    }
+
+    fn build(
+        command: Command,
+        target: &TargetAddr,
+        auth: Option<&Credentials>,
+        pipelined: bool,
+    ) -> ClientHandshake {
         let mut out = [0u8; OUT_CAP];
         // RFC 1928 §3: VER NMETHODS METHODS.
         out[0] = VERSION;
@@ -124,6 +160,11 @@ impl ClientHandshake {
             None => {
                 out[1] = 1;
                 out[2] = METHOD_NO_AUTH;
+                3
+            }
+            Some(_) if pipelined => {
+                out[1] = 1;
+                out[2] = METHOD_USER_PASS;
                 3
             }
             Some(_) => {
@@ -144,14 +185,16 @@ impl ClientHandshake {
         let addr_len = target
             .encode(&mut out[auth_end + 3..])
             .expect("OUT_CAP holds the longest request");
+        let request_end = auth_end + 3 + addr_len;
         ClientHandshake {
             out,
             greeting_end,
             auth_end,
-            request_end: auth_end + 3 + addr_len,
+            request_end,
             sent: 0,
-            released: greeting_end,
+            released: if pipelined { request_end } else { greeting_end },
             offered_user_pass: auth.is_some(),
+            pipelined,
             auth_scrubbed: auth.is_none(),
             method: None,
             rx: [0; RX_CAP],
@@ -243,6 +286,16 @@ impl ClientHandshake {
                 }
                 match method {
                     METHOD_NONE_ACCEPTABLE => Err(Error::NoAcceptableMethods),
+                    // Pipelined, we offered exactly one method and already sent what
+                    // follows it: any other choice is a protocol error.
+                    METHOD_NO_AUTH if self.pipelined && self.offered_user_pass => {
+                        Err(Error::UnexpectedMethod(method))
+                    }
+                    METHOD_NO_AUTH if self.pipelined => {
+                        self.method = Some(method);
+                        self.state = State::Reply;
+                        Ok(())
+                    }
                     METHOD_NO_AUTH => {
                         self.method = Some(method);
                         // Move the request down over the unused RFC 1929 request.
@@ -259,7 +312,8 @@ impl ClientHandshake {
                     }
                     METHOD_USER_PASS if self.offered_user_pass => {
                         self.method = Some(method);
-                        self.released = self.auth_end;
+                        // (Pipelined, everything is released already.)
+                        self.released = self.released.max(self.auth_end);
                         self.state = State::Auth;
                         Ok(())
                     }
@@ -362,6 +416,84 @@ mod tests {
         let mut v = vec![5, cmd, 0];
         v.extend(addr_bytes(t));
         v
+    }
+
+    #[test]
+    fn pipelined_sends_everything_at_once() {
+        let t = v4([203, 0, 113, 2], 80);
+        let bound = v4([0, 0, 0, 0], 0);
+        // No auth: greeting + request in one write, then the two answers.
+        let mut hs = ClientHandshake::pipelined(Command::Connect, &t, None);
+        assert!(hs.is_pipelined());
+        let mut want = vec![5, 1, 0];
+        want.extend(request_bytes(1, &t));
+        assert_eq!(flush(&mut hs), want);
+        assert_eq!(hs.bytes_needed(), 2);
+        let mut answers = vec![5, 0];
+        answers.extend(reply_bytes(0, &bound));
+        answers.extend_from_slice(b"APP");
+        assert_eq!(feed_all(&mut hs, &answers), answers.len() - 3);
+        assert_eq!(hs.status(), ClientStatus::Done(bound));
+        assert!(hs.pending_output().is_empty());
+
+        // User/pass: only 0x02 is offered, and the RFC 1929 request follows at once.
+        let c = creds("user", "pass");
+        let mut hs = ClientHandshake::pipelined(Command::Connect, &t, Some(&c));
+        let out = flush(&mut hs);
+        let mut want = vec![5, 1, 2, 1, 4];
+        want.extend_from_slice(b"user");
+        want.push(4);
+        want.extend_from_slice(b"pass");
+        want.extend(request_bytes(1, &t));
+        assert_eq!(out, want);
+        let mut answers = vec![5, 2, 1, 0];
+        answers.extend(reply_bytes(0, &bound));
+        assert_eq!(feed_all(&mut hs, &answers), answers.len());
+        assert_eq!(hs.status(), ClientStatus::Done(bound));
+        assert_eq!(hs.selected_method(), Some(2));
+
+        // A proxy that picks no-auth when we already sent credentials is refused.
+        let mut hs = ClientHandshake::pipelined(Command::Connect, &t, Some(&c));
+        flush(&mut hs);
+        assert_eq!(hs.handle_input(&[5, 0]), Err(Error::UnexpectedMethod(0)));
+    }
+
+    #[test]
+    fn pipelined_against_our_server() {
+        use crate::server::{ServerAuth, ServerHandshake, ServerStatus};
+        let c = creds("user", "pass");
+        for (auth, sauth) in [(None, ServerAuth::NoAuth), (Some(&c), ServerAuth::UserPass)] {
+            for target in targets() {
+                let mut client = ClientHandshake::pipelined(Command::Connect, &target, auth);
+                let mut server = ServerHandshake::new(sauth);
+                // Everything the client sends arrives in one segment.
+                let mut wire = flush(&mut client);
+                let mut back = Vec::new();
+                for _ in 0..16 {
+                    match server.status() {
+                        ServerStatus::NeedRead => {
+                            let n = server.handle_input(&wire).unwrap();
+                            wire.drain(..n);
+                        }
+                        ServerStatus::NeedWrite => {
+                            back.extend_from_slice(server.pending_output());
+                            let n = server.pending_output().len();
+                            server.consume_output(n);
+                        }
+                        ServerStatus::CheckCredentials => server.accept_credentials(true),
+                        ServerStatus::Request(r) => {
+                            assert_eq!(r.target, target);
+                            server.reply(ReplyCode::Succeeded, &v4([0, 0, 0, 0], 0));
+                        }
+                        ServerStatus::Done => break,
+                        ServerStatus::Failed(e) => panic!("{e:?}"),
+                    }
+                }
+                assert!(wire.is_empty());
+                assert_eq!(feed_all(&mut client, &back), back.len());
+                assert!(matches!(client.status(), ClientStatus::Done(_)));
+            }
+        }
     }
 
     #[test]

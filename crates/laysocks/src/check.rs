@@ -228,6 +228,7 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
         verbose: common.verbose,
         exclude: vec![],
         connect_timeout: common.connect_timeout,
+        pipeline: common.pipeline,
     };
     let st = config::resolve(&cli, &crate::cli::process_env, std::path::Path::new("/etc"))?;
     for w in &st.warnings {

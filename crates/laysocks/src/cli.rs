@@ -89,6 +89,11 @@ pub struct Common {
     /// Deadline in seconds for reaching the proxy and finishing the handshake [default: 10]
     #[arg(long, value_name = "SECS", global = true)]
     pub connect_timeout: Option<f64>,
+
+    /// Send the SOCKS5 greeting, authentication and request in one write (one or two
+    /// round trips fewer; proxies that cannot take it are detected and handled)
+    #[arg(long, global = true)]
+    pub pipeline: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +147,7 @@ impl Common {
             verbose: self.verbose,
             exclude: self.exclude.clone(),
             connect_timeout: self.connect_timeout,
+            pipeline: self.pipeline,
         }
     }
 }

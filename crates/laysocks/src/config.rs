@@ -33,6 +33,7 @@ pub struct CliSettings {
     pub verbose: bool,
     pub exclude: Vec<String>,
     pub connect_timeout: Option<f64>,
+    pub pipeline: bool,
 }
 
 /// The merged settings.
@@ -45,6 +46,8 @@ pub struct Settings {
     pub quiet: bool,
     pub verbose: bool,
     pub excludes: Vec<Exclusion>,
+    /// Pipeline the SOCKS5 handshake (see `LayerConfig::pipeline`).
+    pub pipeline: bool,
     /// Environment variables that carry a secret and must not reach the program.
     pub scrub_env: Vec<String>,
     /// Non-fatal problems to print (unless quiet).
@@ -65,6 +68,7 @@ struct FileConfig {
     quiet: Option<bool>,
     verbose: Option<bool>,
     exclude: Option<Vec<Spanned<String>>>,
+    pipeline: Option<bool>,
 }
 
 /// The environment the settings are read from (injectable for tests).
@@ -321,12 +325,15 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
         );
     }
 
+    let pipeline = cli.pipeline || file.and_then(|f| f.pipeline).unwrap_or(false);
+
     Ok(Settings {
         proxy,
         connect_timeout_ms,
         quiet,
         verbose,
         excludes,
+        pipeline,
         scrub_env,
         warnings,
         config_path,
@@ -501,7 +508,7 @@ mod tests {
         let s = Scratch::new("prec");
         let cfg = s.file(
             "c.toml",
-            "proxy = \"socks5://198.51.100.1:1080\"\nconnect_timeout = 3\nverbose = true\n",
+            "proxy = \"socks5://198.51.100.1:1080\"\nconnect_timeout = 3\nverbose = true\npipeline = true\n",
         );
         let cli = CliSettings {
             config: Some(cfg.clone()),
@@ -511,6 +518,7 @@ mod tests {
         let st = run(&cli, &none, &s.0).unwrap();
         assert_eq!(st.proxy.unwrap().to_string(), "socks5://198.51.100.1:1080");
         assert_eq!(st.connect_timeout_ms, 3000);
+        assert!(st.pipeline);
         assert!(st.verbose && !st.quiet);
 
         let env = env_of(&[(ENV_PROXY, "socks5://198.51.100.2:1081")]);

@@ -76,6 +76,7 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
         quiet: settings.quiet,
         verbose: settings.verbose,
         excludes: settings.excludes.clone(),
+        pipeline: settings.pipeline,
         ..LayerConfig::default()
     };
     let mut secret: Option<SecretFile> = None;
@@ -481,6 +482,7 @@ mod tests {
             quiet: false,
             verbose: false,
             excludes: vec![],
+            pipeline: false,
             scrub_env: scrub.iter().map(|s| s.to_string()).collect(),
             warnings: vec![],
             config_path: None,
