@@ -17,9 +17,11 @@
 //! fd is recorded. While a socket is parked, the program's `MOD` only updates the record,
 //! its `DEL` is real, and a second `ADD` gets `EEXIST` as it would from the kernel.
 //!
-//! `epoll_wait` and friends always call the kernel first; only *after* it returns do they
-//! check whether any tags exist (a thread may have entered the wait before the first tag
-//! was made). Tag events are taken out of the results and their handshakes advanced; if
+//! `epoll_wait` and friends always call the kernel first and look at the results *after*
+//! it returns (a thread may have entered the wait before the first tag was made, and an
+//! event may be dequeued just before another thread gives its registration back): any
+//! event whose `data` has the tag's shape and is not the program's own registration is
+//! ours. Tag events are taken out of the results and their handshakes advanced; if
 //! nothing is left for the program, the wait goes on with the time that remains — and an
 //! infinite wait never returns 0 (libuv asserts on it). The wait is also cut short at the
 //! earliest handshake deadline among the sockets parked in that set, so a proxy that
@@ -357,8 +359,19 @@ unsafe fn on_wait(
         if n < 0 {
             return Err(Errno::last().into());
         }
-        if !TAGS_LIVE.load(Ordering::Acquire) && !fdtable::any_attention() {
-            return Ok(Outcome::Done(n));
+        // Scan for tags even when none is live any more: an event dequeued just before
+        // another thread gave a registration back still carries our tag, and must never
+        // reach the program. The scan is a compare per event; the lock is only taken
+        // when a tag is seen.
+        // SAFETY: the kernel wrote `n` events into the buffer.
+        if !unsafe { any_tag(events, n as usize) } {
+            if n > 0 || app_deadline.is_some_and(|d| time::now_us() >= d) {
+                return Ok(Outcome::Done(n));
+            }
+            // Woken for a handshake deadline with nothing for the program: fail the
+            // expired handshakes and wait on.
+            advance_expired(epfd);
+            continue;
         }
         // SAFETY: the kernel wrote `n` events into the buffer.
         let (kept, tagged) = unsafe { filter(epfd, events, n as usize) };
@@ -410,8 +423,21 @@ unsafe fn wait_once(
     }
 }
 
+/// Whether any of the `n` results carries a tag-shaped `data`.
+///
+/// # Safety
+/// `events` holds `n` initialised epoll_events.
+unsafe fn any_tag(events: *const epoll_event, n: usize) -> bool {
+    (0..n).any(|i| {
+        // SAFETY: i < n, within the results.
+        let ev = unsafe { std::ptr::read_unaligned(events.add(i)) };
+        ev.u64 & TAG_MASK == TAG_PREFIX
+    })
+}
+
 /// Removes tag events from the `n` results, compacting the rest; returns how many are
-/// left and the fds whose handshakes must be advanced.
+/// left and the fds whose handshakes must be advanced. A tag-shaped value is the
+/// program's own only if its current registration of that fd carries exactly it.
 ///
 /// # Safety
 /// `events` holds `n` initialised epoll_events.
@@ -425,7 +451,11 @@ unsafe fn filter(epfd: c_int, events: *mut epoll_event, n: usize) -> (usize, Vec
             let data = ev.u64;
             if data & TAG_MASK == TAG_PREFIX {
                 let fd = (data & 0xFFFF_FFFF) as u32 as c_int;
-                if r.regs.get(&(fd, epfd)).is_some_and(|g| g.parked) {
+                let programs_own = r
+                    .regs
+                    .get(&(fd, epfd))
+                    .is_some_and(|g| !g.parked && g.data == data);
+                if !programs_own {
                     if fdtable::needs_attention(fd) && r.parked.contains_key(&fd) {
                         tagged.push(fd);
                     }
