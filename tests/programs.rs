@@ -5,8 +5,8 @@
 
 use laysocks_testkit::expect::probe_connected;
 use laysocks_testkit::{
-    big_body, probe, python3, Fault, Proxy, Rig, Run, HELLO_BODY, PROXY_PASS, REMOTE_NAME,
-    TARGET6_NAME, TARGET_NAME,
+    big_body, probe, python3, Fault, Proxy, Rig, Run, HELLO_BODY, PROXY_PASS, TARGET6_NAME,
+    TARGET_NAME,
 };
 
 /// microsocks and danted (with its credentials in the URL).
@@ -19,11 +19,6 @@ fn under(rig: &Rig, url: &str, program: &str, args: &[&str]) -> Run {
     let mut all = vec!["--", program];
     all.extend_from_slice(args);
     rig.run(&mut rig.laysocks(url, &all))
-}
-
-/// The URL with `socks5h://`: names go to the proxy.
-fn remote_dns(url: &str) -> String {
-    url.replacen("socks5://", "socks5h://", 1)
 }
 
 #[test]
@@ -76,52 +71,6 @@ fn curl_names_from_etc_hosts() {
             assert_eq!(run.stdout, HELLO_BODY, "{:?} {url}:\n{run}", proxy.kind);
         }
     }
-    rig.assert_no_leak();
-}
-
-#[test]
-fn curl_name_only_the_proxy_can_resolve() {
-    let rig = Rig::new();
-    let http = rig.http();
-    for proxy in both(&rig) {
-        let url = http.url_named(REMOTE_NAME, "hello.txt");
-        let run = under(
-            &rig,
-            &remote_dns(&proxy.url()),
-            "curl",
-            &["-sS", "-m", "15", &url],
-        );
-        // A name must never reach the client's resolver, whether or not the fetch worked.
-        if let Err(e) = rig.check_no_leak() {
-            panic!("{e}\n{run}");
-        }
-        run.assert_success();
-        assert_eq!(run.stdout, HELLO_BODY, "{:?} {url}:\n{run}", proxy.kind);
-    }
-    rig.assert_no_leak();
-}
-
-#[test]
-fn remote_dns_sends_the_name_to_the_proxy() {
-    let rig = Rig::new();
-    let fault = rig.fault(Fault::Echo);
-    let run = under(
-        &rig,
-        &remote_dns(&fault.url()),
-        probe().to_str().unwrap(),
-        &["block", REMOTE_NAME, "7", "named"],
-    );
-    if let Err(e) = rig.check_no_leak() {
-        panic!("{e}\n{run}");
-    }
-    assert!(run.stdout.contains("recv=named"), "{run}");
-    let s = fault.sessions();
-    assert_eq!(s.len(), 1, "one connection to the proxy: {s:?}");
-    assert_eq!(
-        (s[0].atyp, s[0].target.as_deref()),
-        (Some(3), Some("remote.test:7")),
-        "the request must carry the name (ATYP 0x03): {s:?}"
-    );
     rig.assert_no_leak();
 }
 

@@ -15,11 +15,18 @@ use crate::util::{require, target_dir};
 /// Compiles `source` into an executable named after `name` and its content hash and
 /// returns its path. Safe to call from parallel tests and processes (atomic rename).
 pub fn compile_c(name: &str, source: &str) -> PathBuf {
+    compile_c_with(name, source, &[])
+}
+
+/// [`compile_c`] with extra compiler flags (e.g. `-O2 -D_FORTIFY_SOURCE=2`, which makes
+/// glibc route `poll` with a runtime count through `__poll_chk`).
+pub fn compile_c_with(name: &str, source: &str, flags: &[&str]) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let cc = require("cc", "gcc");
     let mut h = DefaultHasher::new();
     source.hash(&mut h);
+    flags.hash(&mut h);
     let dir = target_dir().join("laysocks-testkit").join("c");
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     let exe = dir.join(format!("{name}-{:016x}", h.finish()));
@@ -34,7 +41,9 @@ pub fn compile_c(name: &str, source: &str) -> PathBuf {
     fs::write(&src, source).expect("write C source");
     let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
     let out = Command::new(&cc)
-        .args(["-std=gnu11", "-O1", "-Wall", "-Werror", "-o"])
+        .args(["-std=gnu11", "-O1", "-Wall", "-Werror"])
+        .args(flags)
+        .arg("-o")
         .arg(&tmp)
         .arg(&src)
         .stdin(Stdio::null())

@@ -23,16 +23,18 @@ pub mod cprog;
 pub mod expect;
 pub mod fault;
 pub mod netns;
+pub mod relay;
 pub mod servers;
 pub mod util;
 
-pub use cprog::{compile_c, probe};
+pub use cprog::{compile_c, compile_c_with, probe};
 pub use fault::{Fault, FaultServer, Session};
 pub use netns::{
     in_netns, LeakCounters, Rig, CLIENT_RESOLVER, CLIENT_V4, CLIENT_V6, CLOSED_PORT, PROXY_OUT_V4,
     PROXY_OUT_V6, PROXY_V4, PROXY_V6, REMOTE6_NAME, REMOTE_NAME, TARGET6_NAME, TARGET_NAME,
     TARGET_V4, TARGET_V6,
 };
+pub use relay::DelayRelay;
 pub use servers::{
     big_body, EchoServer, GitServer, HttpServer, Proxy, ProxyKind, Sshd, BIG_LEN, DANTED_PORT,
     ECHO_PORT, GIT_PORT, HELLO_BODY, HTTP_PORT, MICROSOCKS_AUTH_PORT, MICROSOCKS_PORT, PROXY_PASS,

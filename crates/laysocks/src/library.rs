@@ -5,13 +5,17 @@
 //! Packagers and developers can still point at a library of their own, which wins:
 //!
 //! 1. `$LAYSOCKS_LIBRARY` (an error if it names a missing file);
-//! 2. `liblaysocks.so` next to the executable (a cargo target directory, a tarball);
-//! 3. `../lib/laysocks/liblaysocks.so` relative to the executable (`/usr/bin` + `/usr/lib`);
-//! 4. the embedded copy, written to `$XDG_CACHE_HOME/laysocks/`, else `~/.cache/laysocks/`,
+//! 2. the embedded copy — built from the same sources as this launcher, so it can never be
+//!    a stale leftover (a `liblaysocks.so` lying next to a freshly rebuilt launcher in a
+//!    cargo target directory often is) — written to `$XDG_CACHE_HOME/laysocks/`, else
+//!    `~/.cache/laysocks/`,
 //!    else `/tmp/laysocks-<uid>/` (created `0700`, refused unless we own it), named with the
 //!    version and a hash of the bytes so that two builds never share a file, and written
 //!    through a temporary file and `rename` so that a concurrent start never loads half a
-//!    library.
+//!    library;
+//! 3. for a launcher built without an embedded copy: `liblaysocks.so` next to the
+//!    executable, or `../lib/laysocks/liblaysocks.so` relative to it (`/usr/bin` +
+//!    `/usr/lib`).
 //!
 //! `LD_PRELOAD` separates entries with spaces and colons, so a path holding either cannot
 //! be used there; such candidates are skipped (or, for `$LAYSOCKS_LIBRARY`, refused).
@@ -62,6 +66,18 @@ pub fn find(l: &Lookup<'_>) -> Result<PathBuf, String> {
         }
         return Ok(p);
     }
+    if !l.embedded.is_empty() {
+        let mut last_err = String::from("no cache directory is usable");
+        for dir in cache_dirs(l) {
+            match write_cached(&dir, l) {
+                Ok(p) => return Ok(p),
+                Err(e) => last_err = e,
+            }
+        }
+        return Err(format!(
+            "cannot write liblaysocks.so to a cache directory ({last_err}): set LAYSOCKS_LIBRARY or XDG_CACHE_HOME"
+        ));
+    }
     if let Some(dir) = l
         .exe
         .as_deref()
@@ -81,23 +97,11 @@ pub fn find(l: &Lookup<'_>) -> Result<PathBuf, String> {
             }
         }
     }
-    if l.embedded.is_empty() {
-        return Err(
-            "this laysocks was built without an embedded liblaysocks.so (the preload crate did not build): \
-             set LAYSOCKS_LIBRARY to a liblaysocks.so or rebuild"
-                .into(),
-        );
-    }
-    let mut last_err = String::from("no cache directory is usable");
-    for dir in cache_dirs(l) {
-        match write_cached(&dir, l) {
-            Ok(p) => return Ok(p),
-            Err(e) => last_err = e,
-        }
-    }
-    Err(format!(
-        "cannot write liblaysocks.so to a cache directory ({last_err}): set LAYSOCKS_LIBRARY or XDG_CACHE_HOME"
-    ))
+    Err(
+        "this laysocks was built without an embedded liblaysocks.so (the preload crate did not build): \
+         set LAYSOCKS_LIBRARY to a liblaysocks.so or rebuild"
+            .into(),
+    )
 }
 
 /// Whether `LD_PRELOAD` can carry this path (it splits on spaces and colons).
@@ -250,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn order_env_then_beside_then_lib_then_cache() {
+    fn order_env_then_embedded_then_beside_then_lib() {
         let s = Scratch::new("order");
         let bin = s.0.join("prefix/bin");
         let lib = s.0.join("prefix/lib/laysocks");
@@ -281,15 +285,21 @@ mod tests {
         let other = find(&lookup(&env, &exe, b"other build", &s.0)).unwrap();
         assert_ne!(other, got);
 
-        // ../lib/laysocks beats the cache.
+        // A stale library next to the executable never beats the embedded copy...
         fs::write(lib.join(LIB_NAME), b"x").unwrap();
-        let got = find(&lookup(&env, &exe, bytes, &s.0)).unwrap();
-        assert_eq!(got, fs::canonicalize(lib.join(LIB_NAME)).unwrap());
-
-        // Next to the executable beats ../lib.
         fs::write(bin.join(LIB_NAME), b"x").unwrap();
         let got = find(&lookup(&env, &exe, bytes, &s.0)).unwrap();
+        assert!(
+            got.starts_with(fs::canonicalize(&cache).unwrap()),
+            "{got:?}"
+        );
+        // ... but a launcher built without one uses it: next to the executable first,
+        // then ../lib/laysocks.
+        let got = find(&lookup(&env, &exe, b"", &s.0)).unwrap();
         assert_eq!(got, fs::canonicalize(bin.join(LIB_NAME)).unwrap());
+        fs::remove_file(bin.join(LIB_NAME)).unwrap();
+        let got = find(&lookup(&env, &exe, b"", &s.0)).unwrap();
+        assert_eq!(got, fs::canonicalize(lib.join(LIB_NAME)).unwrap());
 
         // $LAYSOCKS_LIBRARY beats everything, and must exist.
         let mine = s.0.join("mine.so");
