@@ -73,7 +73,9 @@ fn main() {
         .env_remove("CARGO_PRIMARY_PACKAGE")
         .env_remove("DEBUG")
         .env_remove("OPT_LEVEL")
-        .env_remove("PROFILE");
+        .env_remove("PROFILE")
+        // The embedded copy needs no debug info: it only makes the launcher bigger.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0");
     // CARGO_ENCODED_RUSTFLAGS is kept on purpose: it carries the user's RUSTFLAGS for
     // this target, and the layer should be compiled with the same flags as the launcher.
     // CARGO_MAKEFLAGS is kept too, so the inner cargo shares the outer jobserver and the
@@ -119,6 +121,15 @@ fn main() {
     if !ok {
         std::fs::write(&embedded, b"").expect("write empty placeholder into OUT_DIR");
     }
+    // The cache file name carries a hash of the library; computing it here keeps the
+    // launcher from hashing megabytes at every start.
+    let bytes = std::fs::read(&embedded).expect("read the embedded library back");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in &bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    println!("cargo:rustc-env=LAYSOCKS_EMBEDDED_HASH={h:016x}");
     println!(
         "cargo:rustc-env=LAYSOCKS_EMBEDDED_LIB={}",
         embedded.display()

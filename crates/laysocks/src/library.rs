@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 /// The layer built by `build.rs`; empty when that build failed.
 pub static EMBEDDED: &[u8] = include_bytes!(env!("LAYSOCKS_EMBEDDED_LIB"));
 
+/// [`fnv1a`] of [`EMBEDDED`], computed by `build.rs`.
+const EMBEDDED_HASH: &str = env!("LAYSOCKS_EMBEDDED_HASH");
+
 /// The file name of the layer.
 pub const LIB_NAME: &str = "liblaysocks.so";
 
@@ -167,11 +170,12 @@ fn write_cached(dir: &CacheDir, l: &Lookup<'_>) -> Result<PathBuf, String> {
             d.clone()
         }
     };
-    let name = format!(
-        "liblaysocks-{}-{:016x}.so",
-        env!("CARGO_PKG_VERSION"),
-        fnv1a(l.embedded)
-    );
+    let hash = if std::ptr::eq(l.embedded, EMBEDDED) {
+        EMBEDDED_HASH.to_string()
+    } else {
+        format!("{:016x}", fnv1a(l.embedded))
+    };
+    let name = format!("liblaysocks-{}-{hash}.so", env!("CARGO_PKG_VERSION"));
     let path = dir.join(&name);
     if let Ok(m) = fs::metadata(&path) {
         if m.is_file() && m.len() == l.embedded.len() as u64 {
