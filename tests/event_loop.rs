@@ -422,3 +422,40 @@ fn pipeline_works_with_danted_and_falls_back_quietly_with_microsocks() {
     }
     rig.assert_no_leak();
 }
+
+#[test]
+fn a_tokio_client_connects_concurrently_from_one_thread() {
+    // Built by `cargo test` from tests/apps/tokio_echo.rs (an example of this package).
+    let exe = laysocks_testkit::util::target_dir()
+        .join("debug")
+        .join("examples")
+        .join("tokio_echo");
+    assert!(
+        exe.is_file(),
+        "{} is missing: build it with `cargo build --example tokio_echo`",
+        exe.display()
+    );
+    let rig = Rig::new();
+    let _echo = rig.echo();
+    let relay = rig.delay_relay(&rig.microsocks(), Duration::from_millis(20));
+    let target = format!("{TARGET_V4}:{ECHO_PORT}");
+    let run = rig.run(&mut rig.laysocks(
+        &relay.url(),
+        ["-q", "--", exe.to_str().unwrap(), &target, "100"],
+    ));
+    run.assert_success();
+    let l = run.stdout_lines();
+    assert!(
+        l.contains(&format!("ok=100 of=100 peer={target}").as_str()),
+        "{run}"
+    );
+    let lag: u64 = line(&run, "maxlag_ms=")
+        .trim_start_matches("maxlag_ms=")
+        .parse()
+        .unwrap();
+    assert!(
+        lag < 60,
+        "the tokio runtime was blocked for {lag} ms:\n{run}"
+    );
+    rig.assert_no_leak();
+}
