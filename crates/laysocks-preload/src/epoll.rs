@@ -282,6 +282,14 @@ pub enum Timeout {
     Micros(u64),
 }
 
+/// Microseconds as a `timespec`, for the kernel's nanosecond-resolution waits.
+pub fn timespec_from_us(us: u64) -> timespec {
+    timespec {
+        tv_sec: (us / 1_000_000) as libc::time_t,
+        tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
+    }
+}
+
 impl Timeout {
     pub fn from_ms(ms: c_int) -> Timeout {
         if ms < 0 {
@@ -407,10 +415,7 @@ unsafe fn wait_once(
     nanos: bool,
 ) -> c_int {
     if nanos {
-        let ts = left.map(|us| timespec {
-            tv_sec: (us / 1_000_000) as libc::time_t,
-            tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
-        });
+        let ts = left.map(timespec_from_us);
         let tp = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const timespec);

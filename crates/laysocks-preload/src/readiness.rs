@@ -72,10 +72,7 @@ fn poll_with_layer(
             }
         }
         let left = until.map(|u| u.saturating_sub(time::now_us()));
-        let ts = left.map(|us| timespec {
-            tv_sec: (us / 1_000_000) as libc::time_t,
-            tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
-        });
+        let ts = left.map(crate::epoll::timespec_from_us);
         let tp = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const timespec);
