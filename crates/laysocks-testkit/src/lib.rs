@@ -19,6 +19,7 @@
 //! rig.assert_no_leak();
 //! ```
 
+pub mod apps;
 pub mod cprog;
 pub mod expect;
 pub mod fault;
