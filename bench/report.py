@@ -51,7 +51,7 @@ p(f"- Peers and tools: {fig.get('meta.versions', '?')}")
 p(f"- Counts: {fig.get('meta.counts', '?')}; whole run {fig.get('meta.seconds', '?')} s")
 p("- Rig: client netns 198.51.100.2 → proxy netns 198.51.100.1 (microsocks :1080, danted :1081) → "
   "target 203.0.113.2:8080 (bench/zeroserv.c) on the proxy netns' lo; the client netns has no route to the target.")
-bz = [(k[5:], fig[k]) for k in ("busy.start", "busy.curl", "busy.conn", "busy.bulk", "busy.hook", "busy.rss") if k in fig]
+bz = [(k[5:], fig[k]) for k in ("busy.start", "busy.curl", "busy.conn", "busy.bulk", "busy.hook", "busy.rss", "busy.loop") if k in fig]
 if bz:
     p("- Other load (CPU busy over 1 s just before each section, nothing of ours running): "
       + ", ".join(f"{k} {v} %" for k, v in bz))
@@ -222,7 +222,86 @@ def rss():
     p("")
 
 
-for section, prefix in ((startup, "start."), (one_connection, ("curl.", "conn.")), (throughput, "bulk."), (hook_cost, "hook."), (rss, "rss.")):
+
+# 6. event loop -------------------------------------------------------------------
+LOOP_SCEN = (("m200", "200 connections, no auth"), ("a200", "200 connections, user/password"),
+             ("m1000", "1000 connections, no auth"), ("a1000", "1000 connections, user/password"))
+
+
+def event_loop():
+    rtt = fig.get("meta.loop_rtt_ms", "20")
+    p(f"## 6. Event loop: concurrent connections from one asyncio thread, {rtt} ms round trip to the proxy\n")
+    p(f"`bench/loopbench.py conc N`: N echo connections started at once from one asyncio thread (connect, 16 bytes "
+      f"there and back, close), through microsocks behind `bench/delayrelay.c` ({rtt} ms round trip: every chunk held "
+      f"{float(rtt) / 2:g} ms each way). Total: from the first connect to the last echo, in the program. "
+      "Stall: the largest extra delay seen by a task that sleeps 1 ms in a loop (the longest time the loop could not run). "
+      f"laysocks and native: {fig.get('loop.m200.lay.runs', '?')} runs each, interleaved, median total (min–max); "
+      "proxychains4: one run. Listen backlogs (port:backlog): "
+      f"`{fig.get('meta.loop_backlogs', '?').strip()}`.\n")
+    p("| connections | laysocks total ms | native total ms | proxychains4 total ms | laysocks / native | proxychains4 / laysocks | stall laysocks ms (max) | stall native ms (max) | stall proxychains4 ms |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for sc, label in LOOP_SCEN:
+        if not ran(f"loop.{sc}."):
+            continue
+        lt, nt, pt = (num(f"loop.{sc}.{w}.total") for w in ("lay", "native", "pc"))
+
+        def rng(w):
+            v = num(f"loop.{sc}.{w}.total")
+            if v is None:
+                return "—"
+            if w == "pc":
+                return f(v, 0)
+            return f"{f(v, 1)} ({f(num(f'loop.{sc}.{w}.total_min'), 0)}–{f(num(f'loop.{sc}.{w}.total_max'), 0)})"
+        pcs = rng("pc") if pt is not None else ("skipped" if f"loop.{sc}.pc.skipped" in fig else "—")
+        p(f"| {label} | {rng('lay')} | {rng('native')} | {pcs} | **{f(ratio(lt, nt), 3)}×** | **{f(ratio(pt, lt), 1)}×** | "
+          f"**{f(num(f'loop.{sc}.lay.lag_max'), 2)}** | {f(num(f'loop.{sc}.native.lag_max'), 2)} | {f(num(f'loop.{sc}.pc.lag_max'), 0)} |")
+    p("")
+    for sc, label in LOOP_SCEN:
+        if not ran(f"loop.{sc}."):
+            continue
+        lt, nt, pt = (num(f"loop.{sc}.{w}.total") for w in ("lay", "native", "pc"))
+        why = fig.get(f"err.loop_{sc}.lay") or fig.get("err.loop_lay")
+        p(f"- {label}: laysocks / native **{f(ratio(lt, nt), 3)}×** — target ≤ 1.3 → "
+          f"**{verdict(f'event loop, {label}: laysocks ≤ 1.3× native', ratio(lt, nt), 1.3, why_missing=why or fig.get(f'err.loop_{sc}.native'))}**")
+        if f"loop.{sc}.pc.skipped" in fig:
+            p(f"  - proxychains4 not run: {fig[f'loop.{sc}.pc.skipped']}.")
+        else:
+            p(f"  - laysocks faster than proxychains4 by **{f(ratio(pt, lt), 1)}×** — target ≥ 50 → "
+              f"**{verdict(f'event loop, {label}: laysocks ≥ 50× faster than proxychains4', ratio(pt, lt), 50, lower_is_better=False, why_missing=why or fig.get(f'err.loop_{sc}.pc'))}**")
+        p(f"  - longest stall of the loop under laysocks **{f(num(f'loop.{sc}.lay.lag_max'), 2)} ms** (max over runs; "
+          f"median {f(num(f'loop.{sc}.lay.lag_median'), 2)} ms; native {f(num(f'loop.{sc}.native.lag_max'), 2)} ms) — target ≤ 5 ms → "
+          f"**{verdict(f'event loop, {label}: stall ≤ 5 ms', num(f'loop.{sc}.lay.lag_max'), 5.0, unit=' ms', why_missing=why)}**")
+    p("")
+    if ran("lat."):
+        p(f"### 6b. One connection at a time through danted, {rtt} ms round trip (ms per connection)\n")
+        p(f"`bench/loopbench.py seq`: blocking sockets, socket() to the echo's last byte. "
+          f"{fig.get('lat.native.n', '?')} connections of each way over interleaved rounds (one warm-up per process not counted). "
+          "Native does greeting, then request, each after the previous reply: two round trips before the echo's one. "
+          "`--pipeline` sends greeting and request in one write.\n")
+        p("| how | median | mean | p10 | p90 |")
+        p("|---|---:|---:|---:|---:|")
+        for k, label in (("lat.native", "native SOCKS5 in the program"), ("lat.lay", "laysocks"),
+                         ("lat.pipe", "laysocks `--pipeline`"),
+                         ("latm.native", "native, through microsocks (for information)"),
+                         ("latm.pipe", "laysocks `--pipeline` through microsocks: the fallback (for information)")):
+            m = num(f"{k}.median")
+            if m is not None:
+                p(f"| {label} | {f(m, 2)} | {f(num(f'{k}.mean'), 2)} | {f(num(f'{k}.p10'), 2)} | {f(num(f'{k}.p90'), 2)} |")
+        p("")
+        nat, lay, pipe = num("lat.native.median"), num("lat.lay.median"), num("lat.pipe.median")
+        p(f"- laysocks / native: **{f(ratio(lay, nat), 3)}×** median — target ≤ 1.02 → "
+          f"**{verdict('single connection via danted: laysocks ≤ 1.02× native', ratio(lay, nat), 1.02, why_missing=fig.get('err.loop_lat.lay'))}**")
+        saved = None if nat is None or pipe is None else nat - pipe
+        p(f"- `--pipeline` saves **{f(saved, 2)} ms** against native (one round trip is {rtt} ms; "
+          f"pipeline / native {f(ratio(pipe, nat), 3)}×) — target ≥ {0.9 * float(rtt):g} ms (one round trip, within 10 %) → "
+          f"**{verdict('single connection via danted: --pipeline one round trip under native', saved, 0.9 * float(rtt), lower_is_better=False, unit=' ms', why_missing=fig.get('err.loop_lat.pipe'))}**")
+        mn, mp = num("latm.native.median"), num("latm.pipe.median")
+        if mn is not None and mp is not None:
+            p(f"- through microsocks, which cannot take it, `--pipeline` costs {f(mp - mn, 2)} ms more than native per connection (the fallback)")
+        p("")
+
+
+for section, prefix in ((startup, "start."), (one_connection, ("curl.", "conn.")), (throughput, "bulk."), (hook_cost, "hook."), (rss, "rss."), (event_loop, ("loop.", "lat."))):
     if ran(prefix):
         section()
 

@@ -2,7 +2,7 @@
 # laysocks benchmark: laysocks vs proxychains-ng vs a native SOCKS5 client, in one run,
 # reported as ratios. See bench/README.md for what each figure means.
 #
-#   sudo bench/run.sh [--results FILE] [--no-build] [--quick] [--only start,curl,conn,bulk,hook,rss]
+#   sudo bench/run.sh [--results FILE] [--no-build] [--quick] [--only start,curl,conn,bulk,hook,rss,loop]
 #
 # Needs root (network namespaces). Every step runs under `timeout`; the whole run is
 # meant to take under 5 minutes on 2 cores. Everything it starts is killed by PID and
@@ -14,7 +14,7 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 RESULTS=""
 BUILD=1
 QUICK=0
-ONLY=",start,curl,conn,bulk,hook,rss,"
+ONLY=",start,curl,conn,bulk,hook,rss,loop,"
 while [ $# -gt 0 ]; do
     case "$1" in
         --results) RESULTS=$2; shift 2 ;;
@@ -29,9 +29,12 @@ done
 # Repetition counts (overridable from the environment).
 if [ "$QUICK" = 1 ]; then
     : "${N_START:=50}" "${N_CURL:=30}" "${N_CONN:=300}" "${CONN_RUNS:=2}" "${N_BULK:=2}" "${N_HOOK:=500000}" "${HOOK_REPS:=1}"
+    : "${LOOP_REPS:=2}" "${LAT_N:=5}" "${LAT_ROUNDS:=2}"
 else
     : "${N_START:=300}" "${N_CURL:=200}" "${N_CONN:=1000}" "${CONN_RUNS:=7}" "${N_BULK:=15}" "${N_HOOK:=1000000}" "${HOOK_REPS:=5}"
+    : "${LOOP_REPS:=5}" "${LAT_N:=15}" "${LAT_ROUNDS:=3}"
 fi
+: "${LOOP_BATCH:=10}"
 BULK_SIZE=100M
 
 LIB="$ROOT/target/release/liblaysocks.so"
@@ -80,7 +83,7 @@ if [ "$BUILD" = 1 ]; then
     done
 fi
 [ -e "$LIB" ] || die "no $LIB: cargo build --release -p laysocks-preload"
-for p in zeroserv connloop hookcost; do
+for p in zeroserv connloop hookcost echoserv delayrelay; do
     cc -O2 -Wall -o "$W/$p" "$BENCH_DIR/$p.c" || die "cc failed on bench/$p.c"
 done
 
@@ -263,7 +266,7 @@ fi
 # ---------------------------------------------------------------- 1. start-up
 if want start; then
     busy start
-    note "1/5 start-up ($N_START runs each)"
+    note "1/6 start-up ($N_START runs each)"
     S=("true=true" "env_true=env true"
        "preload=$(q env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" true)"
        "pc=$(q "${PC_CMD[@]}" true)"
@@ -275,7 +278,7 @@ fi
 # ---------------------------------------------------------------- 2. one connection
 if want curl; then
     busy curl
-    note "2/5 one curl connection via microsocks ($N_CURL runs each)"
+    note "2/6 one curl connection via microsocks ($N_CURL runs each)"
     C=("native=$(q curl -s -o /dev/null --socks5 "$PX:$PXPORT" "$URL_SMALL")"
        "env_native=$(q env curl -s -o /dev/null --socks5 "$PX:$PXPORT" "$URL_SMALL")")
     ok preload && C+=("preload=$(q env LD_PRELOAD="$LIB" LAYSOCKS_LAYER="$L_MICRO" curl -s -o /dev/null "$URL_SMALL")")
@@ -287,7 +290,7 @@ fi
 # ---------------------------------------------------------------- 2b. connection loop
 if want conn; then
     busy conn
-    note "2/5 in-process connection loop ($N_CONN cycles x $CONN_RUNS runs each, interleaved)"
+    note "2/6 in-process connection loop ($N_CONN cycles x $CONN_RUNS runs each, interleaved)"
     conn_run() { # name, command...
         local name=$1; shift
         local line
@@ -359,7 +362,7 @@ fi
 # ---------------------------------------------------------------- 3. throughput
 if want bulk; then
     busy bulk
-    note "3/5 $BULK_SIZE download via danted ($N_BULK runs each, interleaved)"
+    note "3/6 $BULK_SIZE download via danted ($N_BULK runs each, interleaved)"
     bulk() { # name, command... ; appends bytes/s
         local name=$1; shift
         local s rc=0
@@ -409,7 +412,7 @@ fi
 if want hook; then
     busy hook
     HOOK_CPU=$(idlest_cpu); put meta.hook_cpu "$HOOK_CPU"
-    note "4/5 hooked calls on foreign fds ($N_HOOK calls each, $HOOK_REPS runs, interleaved, pinned to CPU $HOOK_CPU)"
+    note "4/6 hooked calls on foreign fds ($N_HOOK calls each, $HOOK_REPS runs, interleaved, pinned to CPU $HOOK_CPU)"
     hook_run() { # name, env...
         local name=$1; shift
         if ! inc timeout 100 env "$@" taskset -c "$HOOK_CPU" "$W/hookcost" "$N_HOOK" >>"$W/hook-$name.v" 2>"$W/hook-$name.err"; then
@@ -441,7 +444,7 @@ fi
 # ---------------------------------------------------------------- 5. RSS
 if want rss; then
     busy rss
-    note "5/5 max RSS of sleep 1"
+    note "5/6 max RSS of sleep 1"
     rss() { # name, command...
         local name=$1; shift
         if [ -n "$GNU_TIME" ]; then
@@ -459,6 +462,154 @@ if want rss; then
     wait $r1 $r2 $r3 $r4 ${r5:-}
 fi
 
+# ---------------------------------------------------------------- 6. event loop
+# One asyncio thread, many connections at once, a 20 ms round trip to the proxy
+# (bench/delayrelay.c in the proxy netns; this kernel has no netem). A layer that
+# negotiates inside the program's own poll/epoll overlaps the handshakes; one that blocks
+# in connect() does them one after another and stalls the loop for each.
+if want loop; then
+    busy loop
+    note "6/6 event loop: concurrent echo connections from one asyncio thread, 20 ms RTT to the proxy"
+    PY=$(python3 -c 'import sys; print(sys.executable)') # the interpreter itself, not a pyenv shim
+    EPORT=7007; APORT=1082; RMPORT=1090; RDPORT=1091; RAPORT=1092; RTT_MS=20
+    # A throw-away account for this run. microsocks only takes it on its command line
+    # (it blanks -P's argument after reading it); everything else reads it from files.
+    LUSER=bench; LPASS=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    (umask 077
+     printf '%s\n%s\n' "$LUSER" "$LPASS" >"$W/loop-auth"
+     printf '%s\n' "$LPASS" >"$W/loop-pw"
+     printf 'proxy = "socks5://%s:%s"\nusername = "%s"\npassword_file = "%s"\nquiet = true\n' \
+         "$PX" "$RAPORT" "$LUSER" "$W/loop-pw" >"$W/loop-auth.toml"
+     pcconf "$W/pc-relay.conf" "$RMPORT" ""
+     printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s %s %s\n' \
+         "$PX" "$RAPORT" "$LUSER" "$LPASS" >"$W/pc-relay-auth.conf")
+    inp "$W/echoserv" "$TGT" "$EPORT" >"$W/echoserv.log" 2>&1 & PIDS+=($!)
+    inp microsocks -i "$PX" -p "$APORT" -u "$LUSER" -P "$LPASS" >"$W/microsocks-auth.log" 2>&1 & PIDS+=($!)
+    half=$(python3 -c "print($RTT_MS / 2)")
+    inp "$W/delayrelay" "$half" "$PX" "$RMPORT" "$PX" "$PXPORT" >"$W/relay-m.log" 2>&1 & PIDS+=($!)
+    inp "$W/delayrelay" "$half" "$PX" "$RDPORT" "$PX" "$DPORT" >"$W/relay-d.log" 2>&1 & PIDS+=($!)
+    inp "$W/delayrelay" "$half" "$PX" "$RAPORT" "$PX" "$APORT" >"$W/relay-a.log" 2>&1 & PIDS+=($!)
+    LB=("$PY" "$BENCH_DIR/loopbench.py")
+    for i in $(seq 50); do # bounded wait for the new servers
+        inc timeout 5 "${LB[@]}" seq 1 "$TGT" "$EPORT" --socks "$PX:$RMPORT" >/dev/null 2>&1 &&
+            inc timeout 5 "${LB[@]}" seq 1 "$TGT" "$EPORT" --socks "$PX:$RAPORT" --auth "$W/loop-auth" >/dev/null 2>&1 && break
+        [ "$i" = 50 ] && die "loop servers did not come up: $(cat "$W"/relay-*.log "$W/echoserv.log" "$W/microsocks-auth.log" 2>/dev/null | head -5)"
+        sleep 0.1
+    done
+    # listen backlogs (ss shows a listening socket's backlog as Send-Q): a full accept
+    # queue drops SYNs, and a retransmitted SYN costs a second.
+    put meta.loop_backlogs "$(inp ss -ltnH | awk '{n = split($4, a, ":"); printf "%s:%s ", a[n], $3}')"
+    put meta.loop_rtt_ms "$RTT_MS"
+
+    loop_run() { # file-key timeout command... ; appends the figures line to W/loop-KEY.lines
+        local key=$1 to=$2; shift 2
+        local line rc=0
+        line=$(inc timeout "$to" "$@" 2>"$W/loop-$key.err") || rc=$?
+        if [ "$rc" = 0 ] && [[ $line == ok=* ]]; then
+            echo "$line" >>"$W/loop-$key.lines"
+            return 0
+        fi
+        [ "$rc" = 124 ] && echo "timed out after $to s" >>"$W/loop-$key.err"
+        put "err.loop_$key" "exit $rc: ${line:+$line; }$(tr '\n' ' ' <"$W/loop-$key.err" | cut -c1-300)"
+        note "loop $key failed: exit $rc ${line} $(head -c 300 "$W/loop-$key.err")"
+        touch "$W/loop-$key.broken"
+        return 1
+    }
+    loop_way() { # scenario way N -> one run
+        local sc=$1 way=$2 n=$3 auth=0 port=$RMPORT
+        [[ $sc == a* ]] && { auth=1; port=$RAPORT; }
+        [ -e "$W/loop-$sc.$way.broken" ] && return 1
+        local cmd
+        case $way in
+            lay) if [ "$auth" = 1 ]; then cmd=("$LAUNCHER" -q -c "$W/loop-auth.toml" --)
+                 else cmd=("$LAUNCHER" -q -x "socks5://$PX:$port" --); fi
+                 cmd+=("${LB[@]}" conc "$n" "$TGT" "$EPORT" --batch "$LOOP_BATCH") ;;
+            native) cmd=("${LB[@]}" conc "$n" "$TGT" "$EPORT" --batch "$LOOP_BATCH" --socks "$PX:$port")
+                 [ "$auth" = 1 ] && cmd+=(--auth "$W/loop-auth") ;;
+            pc)  if [ "$auth" = 1 ]; then cmd=(proxychains4 -q -f "$W/pc-relay-auth.conf")
+                 else cmd=(proxychains4 -q -f "$W/pc-relay.conf"); fi
+                 cmd+=("${LB[@]}" conc "$n" "$TGT" "$EPORT" --batch "$LOOP_BATCH") ;;
+        esac
+        loop_run "$sc.$way" "$4" "${cmd[@]}"
+    }
+    pc_total() { # median total_ms of the proxychains4 runs of a scenario (empty if none)
+        [ -e "$W/loop-$1.pc.lines" ] && sed 's/.*total_ms=\([0-9.]*\).*/\1/' "$W/loop-$1.pc.lines" | head -1
+    }
+    [ "$HAVE_LAUNCHER" = 1 ] || { touch "$W"/loop-{m200,a200,m1000,a1000}.lay.broken; put err.loop_lay "no launcher"; }
+    for sc in ${LOOP_SCEN:-m200 a200 m1000 a1000}; do
+        n=${sc:1}
+        # laysocks and native, interleaved, the starting way alternating
+        for r in $(seq "$LOOP_REPS"); do
+            if [ $((r % 2)) = 1 ]; then loop_way "$sc" lay "$n" 30; loop_way "$sc" native "$n" 30
+            else loop_way "$sc" native "$n" 30; loop_way "$sc" lay "$n" 30; fi
+        done
+        # proxychains4 once: it does the handshakes one after another, so it takes about
+        # N x (proxy round trips) and one run is plenty. For 1000 connections it runs only
+        # if the 200-connection run says it will finish within 60 s.
+        if [ "${LOOP_PC:-1}" = 0 ]; then
+            put "loop.$sc.pc.skipped" "LOOP_PC=0"
+        elif [ "$n" = 200 ]; then
+            loop_way "$sc" pc "$n" 70
+        else
+            small=$(pc_total "${sc:0:1}200")
+            if [ -z "$small" ]; then
+                put "loop.$sc.pc.skipped" "no 200-connection proxychains4 figure to estimate from"
+            else
+                est=$(python3 -c "print(round($small * $n / 200 / 1000, 1))")
+                if python3 -c "import sys; sys.exit(0 if $est <= 60 else 1)"; then
+                    loop_way "$sc" pc "$n" 90
+                else
+                    put "loop.$sc.pc.skipped" "would take about $est s (5 x the 200-connection run), over the 60 s limit"
+                    note "proxychains4 with $n connections ($sc) skipped: about $est s"
+                fi
+            fi
+        fi
+    done
+
+    # Single connections, one after another, through danted (it takes a pipelined
+    # handshake): native, laysocks, laysocks --pipeline; rounds interleaved.
+    for r in $(seq "$LAT_ROUNDS"); do
+        ways=(native lay pipe)
+        for i in 0 1 2; do
+            w=${ways[$(( (i + r) % 3 ))]}
+            [ -e "$W/loop-lat.$w.broken" ] && continue
+            case $w in
+                native) loop_run lat.native 30 "${LB[@]}" seq "$LAT_N" "$TGT" "$EPORT" --socks "$PX:$RDPORT" ;;
+                lay) [ "$HAVE_LAUNCHER" = 1 ] && loop_run lat.lay 30 "$LAUNCHER" -q -x "socks5://$PX:$RDPORT" -- "${LB[@]}" seq "$LAT_N" "$TGT" "$EPORT" ;;
+                pipe) [ "$HAVE_LAUNCHER" = 1 ] && loop_run lat.pipe 30 "$LAUNCHER" -q --pipeline -x "socks5://$PX:$RDPORT" -- "${LB[@]}" seq "$LAT_N" "$TGT" "$EPORT" ;;
+            esac
+        done
+    done
+    # The same through microsocks, which cannot take a pipelined handshake: the cost of
+    # the layer's fallback (for information).
+    loop_run latm.native 30 "${LB[@]}" seq "$LAT_N" "$TGT" "$EPORT" --socks "$PX:$RMPORT"
+    [ "$HAVE_LAUNCHER" = 1 ] && loop_run latm.pipe 30 "$LAUNCHER" -q --pipeline -x "socks5://$PX:$RMPORT" -- "${LB[@]}" seq "$LAT_N" "$TGT" "$EPORT"
+
+    python3 - "$W" >>"$OUT" <<'EOF'
+import glob, os, statistics, sys
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "loop-*.lines"))):
+    key = os.path.basename(path)[5:-6]  # e.g. m200.lay, lat.pipe
+    runs = [dict(kv.split("=", 1) for kv in line.split()) for line in open(path)]
+    if key.startswith(("lat.", "latm.")):
+        ts = sorted(float(t) for r in runs for t in r["all_ms"].split(","))
+        print(f"{key}.median={statistics.median(ts):.2f}")
+        print(f"{key}.mean={statistics.mean(ts):.2f}")
+        print(f"{key}.p10={ts[len(ts) // 10]:.2f}")
+        print(f"{key}.p90={ts[len(ts) * 9 // 10]:.2f}")
+        print(f"{key}.n={len(ts)}")
+        continue
+    tot = [float(r["total_ms"]) for r in runs]
+    lag = [float(r["maxlag_ms"]) for r in runs]
+    print(f"loop.{key}.total={statistics.median(tot):.1f}")
+    print(f"loop.{key}.total_min={min(tot):.1f}")
+    print(f"loop.{key}.total_max={max(tot):.1f}")
+    print(f"loop.{key}.lag_max={max(lag):.2f}")
+    print(f"loop.{key}.lag_median={statistics.median(lag):.2f}")
+    print(f"loop.{key}.conn_median={statistics.median(float(r['conn_median_ms']) for r in runs):.1f}")
+    print(f"loop.{key}.runs={len(runs)}")
+EOF
+fi
+
 # ---------------------------------------------------------------- environment + report
 put meta.date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 put meta.cpus "$(nproc)"
@@ -468,8 +619,10 @@ put meta.glibc "$(ldd --version 2>/dev/null | head -1 | awk '{print $NF}')"
 put meta.laysocks "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
 ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
 put meta.versions "proxychains4 $(ver proxychains4), microsocks $(ver microsocks), dante-server $(ver dante-server), curl $(ver curl), hyperfine $(ver hyperfine), strace $(ver strace), GNU time $(ver time), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
-put meta.counts "start-up $N_START runs; curl $N_CURL runs; connloop $N_CONN cycles x$CONN_RUNS (median of runs); bulk $N_BULK x $BULK_SIZE; hookcost $N_HOOK calls x$HOOK_REPS (min)"
+put meta.counts "start-up $N_START runs; curl $N_CURL runs; connloop $N_CONN cycles x$CONN_RUNS (median of runs); bulk $N_BULK x $BULK_SIZE; hookcost $N_HOOK calls x$HOOK_REPS (min); event loop $LOOP_REPS runs per way, latency $LAT_ROUNDS x $LAT_N connections"
 put meta.seconds $(( $(date +%s) - T_START ))
 
 python3 "$BENCH_DIR/report.py" "$OUT" | tee "$W/report.md"
+# the raw key=value figures (and the event-loop runs' own lines) for a closer look
+[ -n "${KEEP_FIGURES:-}" ] && cp "$OUT" "$KEEP_FIGURES" && (cd "$W" && grep -H . loop-*.lines) >"$KEEP_FIGURES.loop" 2>/dev/null
 if [ -n "$RESULTS" ]; then cp "$W/report.md" "$RESULTS"; note "written to $RESULTS"; fi
