@@ -51,6 +51,9 @@ p(f"- Peers and tools: {fig.get('meta.versions', '?')}")
 p(f"- Counts: {fig.get('meta.counts', '?')}; whole run {fig.get('meta.seconds', '?')} s")
 p("- Rig: client netns 198.51.100.2 → proxy netns 198.51.100.1 (microsocks :1080, danted :1081) → "
   "target 203.0.113.2:8080 (bench/zeroserv.c) on the proxy netns' lo; the client netns has no route to the target.")
+if any(k.startswith(("loop.", "lat.")) for k in fig):
+    p("- Rig for §6: delaying relays (bench/delayrelay.c) on 198.51.100.1 :1090 → microsocks :1080, :1091 → danted :1081, "
+      ":1092 → microsocks with user/password :1082; echo server (bench/echoserv.c) on 203.0.113.2:7007.")
 bz = [(k[5:], fig[k]) for k in ("busy.start", "busy.curl", "busy.conn", "busy.bulk", "busy.hook", "busy.rss", "busy.loop") if k in fig]
 if bz:
     p("- Other load (CPU busy over 1 s just before each section, nothing of ours running): "
@@ -231,14 +234,15 @@ LOOP_SCEN = (("m200", "200 connections, no auth"), ("a200", "200 connections, us
 def event_loop():
     rtt = fig.get("meta.loop_rtt_ms", "20")
     p(f"## 6. Event loop: concurrent connections from one asyncio thread, {rtt} ms round trip to the proxy\n")
-    p(f"`bench/loopbench.py conc N`: N echo connections started at once from one asyncio thread (connect, 16 bytes "
+    p(f"`bench/loopbench.py conc N`: N echo connections at once from one asyncio thread, started "
+      f"{fig.get('meta.loop_batch', '?')} per loop iteration (connect, 16 bytes "
       f"there and back, close), through microsocks behind `bench/delayrelay.c` ({rtt} ms round trip: every chunk held "
       f"{float(rtt) / 2:g} ms each way). Total: from the first connect to the last echo, in the program. "
       "Stall: the largest extra delay seen by a task that sleeps 1 ms in a loop (the longest time the loop could not run). "
       f"laysocks and native: {fig.get('loop.m200.lay.runs', '?')} runs each, interleaved, median total (min–max); "
       "proxychains4: one run. Listen backlogs (port:backlog): "
       f"`{fig.get('meta.loop_backlogs', '?').strip()}`.\n")
-    p("| connections | laysocks total ms | native total ms | proxychains4 total ms | laysocks / native | proxychains4 / laysocks | stall laysocks ms (max) | stall native ms (max) | stall proxychains4 ms |")
+    p("| connections | laysocks total ms | native total ms | proxychains4 total ms | laysocks / native | proxychains4 / laysocks | stall laysocks ms: max [median] | stall native ms: max [median] | stall proxychains4 ms |")
     p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sc, label in LOOP_SCEN:
         if not ran(f"loop.{sc}."):
@@ -254,7 +258,8 @@ def event_loop():
             return f"{f(v, 1)} ({f(num(f'loop.{sc}.{w}.total_min'), 0)}–{f(num(f'loop.{sc}.{w}.total_max'), 0)})"
         pcs = rng("pc") if pt is not None else ("skipped" if f"loop.{sc}.pc.skipped" in fig else "—")
         p(f"| {label} | {rng('lay')} | {rng('native')} | {pcs} | **{f(ratio(lt, nt), 3)}×** | **{f(ratio(pt, lt), 1)}×** | "
-          f"**{f(num(f'loop.{sc}.lay.lag_max'), 2)}** | {f(num(f'loop.{sc}.native.lag_max'), 2)} | {f(num(f'loop.{sc}.pc.lag_max'), 0)} |")
+          f"**{f(num(f'loop.{sc}.lay.lag_max'), 2)}** [{f(num(f'loop.{sc}.lay.lag_median'), 2)}] | "
+          f"{f(num(f'loop.{sc}.native.lag_max'), 2)} [{f(num(f'loop.{sc}.native.lag_median'), 2)}] | {f(num(f'loop.{sc}.pc.lag_max'), 0)} |")
     p("")
     for sc, label in LOOP_SCEN:
         if not ran(f"loop.{sc}."):

@@ -471,6 +471,15 @@ if want loop; then
     busy loop
     note "6/6 event loop: concurrent echo connections from one asyncio thread, 20 ms RTT to the proxy"
     PY=$(python3 -c 'import sys; print(sys.executable)') # the interpreter itself, not a pyenv shim
+    # Each run leaves 1000-2000 connections in TIME_WAIT per namespace (the client, the
+    # relay and microsocks close first). With the default port range and no reuse for
+    # non-loopback peers, connect() soon spends milliseconds finding a free port, which
+    # shows up as seconds-long runs and 0.5 s loop stalls with or without a layer. Both
+    # namespaces are ours; this only affects them.
+    for ns in "$NSC" "$NSP"; do
+        ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 >/dev/null ||
+            note "could not set the port range / tcp_tw_reuse in $ns: later 1000-connection runs may slow down"
+    done
     EPORT=7007; APORT=1082; RMPORT=1090; RDPORT=1091; RAPORT=1092; RTT_MS=20
     # A throw-away account for this run. microsocks only takes it on its command line
     # (it blanks -P's argument after reading it); everything else reads it from files.
@@ -500,6 +509,7 @@ if want loop; then
     # queue drops SYNs, and a retransmitted SYN costs a second.
     put meta.loop_backlogs "$(inp ss -ltnH | awk '{n = split($4, a, ":"); printf "%s:%s ", a[n], $3}')"
     put meta.loop_rtt_ms "$RTT_MS"
+    put meta.loop_batch "$LOOP_BATCH"
 
     loop_run() { # file-key timeout command... ; appends the figures line to W/loop-KEY.lines
         local key=$1 to=$2; shift 2
