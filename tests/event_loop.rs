@@ -326,7 +326,7 @@ fn asyncio_runs_200_handshakes_concurrently_without_blocking_its_loop() {
     let l = line(&run, "ok=");
     assert!(l.starts_with("ok=200 of=200"), "{run}");
     // Inline handshakes would freeze the loop for 200 × 80 ms; the layer must not block
-    // it for more than a small fraction of one handshake.
+    // it for more than a few handshakes' worth, even on a loaded machine.
     let lag: u64 = l.rsplit("maxlag_ms=").next().unwrap().parse().unwrap();
     assert!(lag < 250, "the event loop was blocked for {lag} ms:\n{run}");
     rig.assert_no_leak();
