@@ -276,6 +276,10 @@ impl Rig {
                 OsStr::new("fsync=off"),
                 OsStr::new("-c"),
                 OsStr::new("logging_collector=off"),
+                // Shared memory segments in the data dir (removed with the rig), not in
+                // /dev/shm, where a killed server would leave them behind.
+                OsStr::new("-c"),
+                OsStr::new("dynamic_shared_memory_type=mmap"),
             ],
         );
         app.wait_listening(self.target_ns(), IpAddr::V4(TARGET_V4), POSTGRES_PORT);
