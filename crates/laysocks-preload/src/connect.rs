@@ -13,9 +13,9 @@
 //! by setting `SO_SNDTIMEO` to the time left for the duration of the call, then
 //! restoring the program's value.
 //!
-//! Non-blocking sockets (for now) also finish the handshake inside `connect()` and get
-//! 0, as proxychains-ng does; issue 4 replaces that with `EINPROGRESS` and progress in
-//! the program's own poll/epoll calls, using the same [`driver`](crate::driver).
+//! Non-blocking sockets get `EINPROGRESS` at once; their handshake runs in the
+//! program's own readiness calls ([`pending`](crate::pending)), on the same
+//! [`driver`](crate::driver).
 //!
 //! On failure the socket is dissolved back to "unconnected" (`connect(AF_UNSPEC)`, and
 //! its pending error cleared) so a retry on the same fd behaves as after a failed direct
@@ -126,12 +126,8 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
     let layer = layer::get();
     let cfg = &layer.config;
     let started = time::now_ms();
-    let blocking = !sysnet::is_nonblocking(fd)?;
-    let app_sndtimeo = if blocking {
-        sysnet::send_timeout_ms(fd).unwrap_or(0)
-    } else {
-        0
-    };
+    // Only called for blocking sockets (on_connect sends non-blocking ones to `pending`).
+    let app_sndtimeo = sysnet::send_timeout_ms(fd).unwrap_or(0);
     let mut timeout = u64::from(cfg.connect_timeout_ms);
     if app_sndtimeo > 0 {
         timeout = timeout.min(app_sndtimeo);
@@ -142,8 +138,8 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
         if layer::is_disabled() {
             return Err((None, Failure::LayerDisabled));
         }
-        let proxy = connect_to_proxy(fd, family, blocking, app_sndtimeo, started, deadline)
-            .map_err(|f| (None, f))?;
+        let proxy =
+            connect_to_proxy(fd, family, app_sndtimeo, started, deadline).map_err(|f| (None, f))?;
         if pipeline::wanted(&proxy) {
             let rtt = time::now_ms() - started;
             let patience = (time::now_ms() + pipeline::patience_ms(rtt)).min(deadline);
@@ -155,7 +151,7 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
                     // same socket with the ordinary one, and remember the proxy.
                     pipeline::remember_refuser(proxy);
                     sysnet::disconnect(fd);
-                    connect_once(fd, &proxy, blocking, app_sndtimeo, started, deadline)
+                    connect_once(fd, &proxy, app_sndtimeo, started, deadline)
                         .map_err(|f| (None, f))?;
                 }
                 Err(f) => return Err((Some(proxy), f)),
@@ -218,12 +214,11 @@ pub(crate) fn candidates(fd: c_int, family: c_int) -> Vec<SocketAddr> {
     }
 }
 
-/// The kernel connect to the proxy, bounded by the deadline. Tries each usable proxy
-/// address in turn; returns the one reached.
+/// The kernel's blocking connect to the proxy, bounded by the deadline. Tries each
+/// usable proxy address in turn; returns the one reached.
 fn connect_to_proxy(
     fd: c_int,
     family: c_int,
-    blocking: bool,
     app_sndtimeo: u64,
     started: u64,
     deadline: u64,
@@ -238,7 +233,7 @@ fn connect_to_proxy(
             // Linux lets a socket whose connect failed try again once dissolved.
             sysnet::disconnect(fd);
         }
-        match connect_once(fd, proxy, blocking, app_sndtimeo, started, deadline) {
+        match connect_once(fd, proxy, app_sndtimeo, started, deadline) {
             Ok(()) => return Ok(*proxy),
             Err(f @ Failure::Timeout { .. }) => return Err(f),
             Err(f) => last = f,
@@ -247,37 +242,28 @@ fn connect_to_proxy(
     Err(last)
 }
 
+/// One blocking connect to `proxy`. The kernel's wait is bounded by our deadline
+/// (SO_SNDTIMEO applies to connect on Linux); the program's own value is put back after.
 fn connect_once(
     fd: c_int,
     proxy: &SocketAddr,
-    blocking: bool,
     app_sndtimeo: u64,
     started: u64,
     deadline: u64,
 ) -> Result<(), Failure> {
     let left = deadline.saturating_sub(time::now_ms()).max(1);
-    if blocking {
-        // Bound the kernel's blocking connect by our deadline (SO_SNDTIMEO applies to
-        // connect on Linux), then give the program its own value back.
-        let _ = sysnet::set_send_timeout_ms(fd, left);
-        let r = sysnet::connect(fd, proxy);
-        let _ = sysnet::set_send_timeout_ms(fd, app_sndtimeo);
-        match r {
-            Ok(()) => Ok(()),
-            // SO_SNDTIMEO expired: the connect goes on in the background; we give up.
-            Err(Errno(libc::EINPROGRESS)) | Err(Errno(libc::EAGAIN)) => Err(Failure::Timeout {
-                after_ms: deadline.saturating_sub(started),
-            }),
-            // A signal interrupted the wait: the connect continues; wait for it here.
-            Err(Errno(libc::EINTR)) => finish_async_connect(fd, started, deadline),
-            Err(e) => Err(Failure::ProxyUnreachable(e)),
-        }
-    } else {
-        match sysnet::connect(fd, proxy) {
-            Ok(()) => Ok(()),
-            Err(Errno(libc::EINPROGRESS)) => finish_async_connect(fd, started, deadline),
-            Err(e) => Err(Failure::ProxyUnreachable(e)),
-        }
+    let _ = sysnet::set_send_timeout_ms(fd, left);
+    let r = sysnet::connect(fd, proxy);
+    let _ = sysnet::set_send_timeout_ms(fd, app_sndtimeo);
+    match r {
+        Ok(()) => Ok(()),
+        // SO_SNDTIMEO expired: the connect goes on in the background; we give up.
+        Err(Errno(libc::EINPROGRESS)) | Err(Errno(libc::EAGAIN)) => Err(Failure::Timeout {
+            after_ms: deadline.saturating_sub(started),
+        }),
+        // A signal interrupted the wait: the connect continues; wait for it here.
+        Err(Errno(libc::EINTR)) => finish_async_connect(fd, started, deadline),
+        Err(e) => Err(Failure::ProxyUnreachable(e)),
     }
 }
 
@@ -303,7 +289,7 @@ hook! {
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: the program's sendto arguments, with sendto(2)'s contract; the data is
     // sent unchanged, only without the destination and the Fast Open flag.
-    body: if flags & libc::MSG_FASTOPEN == 0 { crate::io::send_gate(fd, flags) } else { unsafe {
+    body: if flags & libc::MSG_FASTOPEN == 0 { crate::io::gate(fd, flags) } else { unsafe {
         on_fastopen(fd, addr, len, || {
             laysocks_sys::real::sendto()(fd, buf, n, flags & !libc::MSG_FASTOPEN, std::ptr::null(), 0)
         })
@@ -317,7 +303,7 @@ hook! {
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: msg is non-null (fast path) and points to the program's msghdr, with
     // sendmsg(2)'s contract; the copy differs only in having no destination.
-    body: if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::send_gate(fd, flags) } else { unsafe {
+    body: if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::gate(fd, flags) } else { unsafe {
         let mut copy = *msg;
         copy.msg_name = std::ptr::null_mut();
         copy.msg_namelen = 0;

@@ -9,7 +9,8 @@
 //!
 //! [`run_to_completion`] is the blocking form used inside `connect()`: advance, `poll`
 //! the one fd for what is needed with the time left, repeat until done or the deadline.
-//! The non-blocking design (issue 4) calls `advance` from the program's own poll/epoll.
+//! Non-blocking connects ([`crate::pending`]) call `advance` from the program's own
+//! readiness calls instead.
 
 use laysocks_proto::{ClientHandshake, ClientStatus, Error as ProtoError, TargetAddr};
 use laysocks_sys::net::{poll_one, recv_nonblocking, send_nonblocking};

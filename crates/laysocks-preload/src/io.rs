@@ -14,8 +14,9 @@ use crate::fdtable;
 use crate::hook::{HookResult, OnPanic, Outcome};
 use crate::pending;
 
-/// The body of every data hook: let the call through, or fail it.
-fn gate(fd: c_int, flags: c_int) -> HookResult<ssize_t> {
+/// The body of every data hook (here and `sendto`/`sendmsg` in `connect`): let the call
+/// through, or fail it.
+pub(crate) fn gate(fd: c_int, flags: c_int) -> HookResult<ssize_t> {
     match pending::data_gate(fd, flags & libc::MSG_DONTWAIT != 0) {
         Ok(()) => Ok(Outcome::Passthrough),
         Err(e) => Err(e.into()),
@@ -97,9 +98,4 @@ hook! {
     fast_path: !fdtable::needs_attention(fd);
     on_panic: OnPanic::Passthrough;
     body: gate(fd, flags)
-}
-
-/// `sendto`/`sendmsg` without `MSG_FASTOPEN` (the Fast Open case is in `connect`).
-pub(crate) fn send_gate(fd: c_int, flags: c_int) -> HookResult<ssize_t> {
-    gate(fd, flags)
 }

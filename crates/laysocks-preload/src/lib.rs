@@ -16,9 +16,9 @@
 //! 4. [`fdtable`] remembers the real destination, so `getpeername` reports it.
 //!
 //! Failures become the errno a direct connect would have given, plus one line on
-//! stderr ([`report`]). Non-blocking sockets currently complete the handshake inside
-//! `connect()` too; the driver is a step function ([`driver::Driver::advance`]) so that
-//! readiness hooks (poll, epoll) can later advance it from the program's event loop.
+//! stderr ([`report`]). On a non-blocking socket `connect()` returns `EINPROGRESS`
+//! and the same driver ([`driver::Driver::advance`], a step function) is advanced from
+//! the program's own poll/select/epoll calls ([`pending`], [`readiness`], [`epoll`]).
 //!
 //! Rules every hook follows (DESIGN §2): a macro ([`hook`]) passes straight to libc when
 //! the layer is off or re-entered on this thread, runs the body inside `catch_unwind`,
