@@ -6,13 +6,24 @@
 
 use std::net::SocketAddr;
 
-use crate::net::Exclusion;
+use crate::net::{Exclusion, IpNet};
 
 /// The environment variable that carries the encoded [`LayerConfig`].
 pub const ENV_LAYER: &str = "LAYSOCKS_LAYER";
 
 /// The default handshake deadline: connect to the proxy plus the whole SOCKS exchange.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+
+/// The default IPv4 placeholder pool: RFC 2544's benchmarking block, never routed on
+/// the Internet and, unlike proxychains-ng's 224/4, valid for TCP (DESIGN §4).
+pub const DEFAULT_POOL4: &str = "198.18.0.0/15";
+
+/// The default IPv6 placeholder pool: a unique local (RFC 4193) /64 of our own
+/// (`fd` + `6c:6179:736f` + subnet `636b`, "laysock").
+pub const DEFAULT_POOL6: &str = "fd6c:6179:736f:636b::/64";
+
+/// How many names the shared table holds unless configured otherwise.
+pub const DEFAULT_NAMES_CAPACITY: u32 = 65_536;
 
 /// What the preload layer needs to proxy connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +42,24 @@ pub struct LayerConfig {
     pub verbose: bool,
     /// Destinations that go direct (loopback always does).
     pub excludes: Vec<Exclusion>,
-    /// `socks5h`: names go to the proxy (used once the layer answers lookups).
+    /// Names go to the proxy: the layer answers lookups with placeholder addresses and
+    /// sends the name in the CONNECT request (DESIGN §4).
     pub remote_dns: bool,
+    /// The shared name table (a file the launcher created, mapped by every process of
+    /// the run); `None`: each process (and its forked children) keeps a private one.
+    pub names_file: Option<String>,
+    /// How many names the table holds.
+    pub names_capacity: u32,
+    /// Where IPv4 placeholders come from.
+    pub pool4: IpNet,
+    /// Where IPv6 placeholders come from (a /64 or longer prefix is used as given).
+    pub pool6: IpNet,
+    /// Where `res_*` queries and programs' own DNS over TCP go, through the proxy
+    /// (`host:port`, host a name or an address); `None`: such queries are refused.
+    pub dns_server: Option<String>,
+    /// Names resolved by the system resolver even with remote DNS: a name matches an
+    /// entry equal to it or ending in `.entry` (a leading dot in the config is dropped).
+    pub direct_names: Vec<String>,
     /// Send greeting, authentication and request in one write (saves round trips; only
     /// for proxies that read on after the greeting — the layer falls back if one stalls).
     pub pipeline: bool,
@@ -49,6 +76,12 @@ impl Default for LayerConfig {
             verbose: false,
             excludes: Vec::new(),
             remote_dns: false,
+            names_file: None,
+            names_capacity: DEFAULT_NAMES_CAPACITY,
+            pool4: DEFAULT_POOL4.parse().expect("valid default pool"),
+            pool6: DEFAULT_POOL6.parse().expect("valid default pool"),
+            dns_server: None,
+            direct_names: Vec::new(),
             pipeline: false,
         }
     }
@@ -94,6 +127,16 @@ impl LayerConfig {
         let ex: Vec<String> = self.excludes.iter().map(|e| e.to_string()).collect();
         put("exclude", &ex.join(","));
         put("remote_dns", if self.remote_dns { "1" } else { "0" });
+        if let Some(f) = &self.names_file {
+            put("names", f);
+        }
+        put("names_cap", &self.names_capacity.to_string());
+        put("pool4", &self.pool4.to_string());
+        put("pool6", &self.pool6.to_string());
+        if let Some(d) = &self.dns_server {
+            put("dns_server", d);
+        }
+        put("direct_names", &self.direct_names.join(","));
         put("pipeline", if self.pipeline { "1" } else { "0" });
         out
     }
@@ -131,6 +174,15 @@ impl LayerConfig {
                         .collect::<Result<_, _>>()?
                 }
                 "remote_dns" => cfg.remote_dns = v == "1",
+                "names" => cfg.names_file = Some(v),
+                "names_cap" => {
+                    cfg.names_capacity =
+                        v.parse().map_err(|_| format!("bad name capacity `{v}`"))?
+                }
+                "pool4" => cfg.pool4 = v.parse()?,
+                "pool6" => cfg.pool6 = v.parse()?,
+                "dns_server" => cfg.dns_server = Some(v),
+                "direct_names" => cfg.direct_names = split_list(&v).map(String::from).collect(),
                 "pipeline" => cfg.pipeline = v == "1",
                 _ => {} // a newer launcher's key: ignore
             }
@@ -196,6 +248,12 @@ mod tests {
                 "[2001:db8::/32]".parse().unwrap(),
             ],
             remote_dns: true,
+            names_file: Some("/dev/shm/laysocks-1-names".into()),
+            names_capacity: 1000,
+            pool4: "198.18.0.0/16".parse().unwrap(),
+            pool6: "fd00:1::/64".parse().unwrap(),
+            dns_server: Some("203.0.113.2:53".into()),
+            direct_names: vec!["internal".into(), "corp.example".into()],
             pipeline: true,
         }
     }

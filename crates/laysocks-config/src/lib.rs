@@ -21,6 +21,6 @@ pub mod net;
 pub mod secret;
 pub mod url;
 
-pub use layer::{LayerConfig, ENV_LAYER};
+pub use layer::{LayerConfig, DEFAULT_NAMES_CAPACITY, DEFAULT_POOL4, DEFAULT_POOL6, ENV_LAYER};
 pub use net::{Exclusion, IpNet};
 pub use url::{ProxyHost, ProxyUrl, Scheme};

@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 
-use laysocks_proto::TargetAddr;
+use laysocks_proto::{DomainName, Host, TargetAddr};
 use laysocks_sys::net::{self as sysnet, sockaddr_family};
 use laysocks_sys::{time, Errno};
 use libc::{c_int, sockaddr, socklen_t};
@@ -74,9 +74,13 @@ pub(crate) unsafe fn on_connect(
         }
     };
     // Only stream sockets over TCP (or MPTCP). Errors such as ENOTSOCK or EBADF are
-    // left for the real connect to report.
+    // left for the real connect to report. A datagram socket aimed at a DNS server would
+    // leak names (UDP does not go through the proxy yet): refused.
     match sysnet::socket_type(fd) {
         Ok(libc::SOCK_STREAM) => {}
+        Ok(libc::SOCK_DGRAM) if dns_datagram_refused(dest) => {
+            return Err(Errno(libc::ECONNREFUSED).into())
+        }
         _ => return Ok(Outcome::Passthrough),
     }
     match sysnet::socket_protocol(fd) {
@@ -93,12 +97,18 @@ pub(crate) unsafe fn on_connect(
             return r.map(|()| Outcome::Done(0)).map_err(Into::into);
         }
     }
-    if layer.config.is_direct(dest) {
-        fdtable::forget(fd);
-        report::direct(&layer.config, dest);
-        return Ok(Outcome::Passthrough);
-    }
-    let target = TargetAddr::from(dest);
+    let (target, shown) = match route(dest) {
+        Route::Direct => {
+            fdtable::forget(fd);
+            report::direct(&layer.config, dest);
+            return Ok(Outcome::Passthrough);
+        }
+        Route::Refuse(e) => {
+            fdtable::forget(fd);
+            return Err(e.into());
+        }
+        Route::Proxy { target, shown } => (target, shown),
+    };
     if sysnet::is_nonblocking(fd).map_err(crate::hook::HookError)? {
         let candidates = candidates(fd, family);
         if candidates.is_empty() || layer::is_disabled() {
@@ -110,19 +120,107 @@ pub(crate) unsafe fn on_connect(
             report::failed(&layer.config, &target, &f, f.errno());
             return Err(f.errno().into());
         }
-        return pending::start(fd, family, target, candidates)
+        return pending::start(fd, family, target, shown, candidates)
             .map(|()| Outcome::Done(0))
             .map_err(Into::into);
     }
-    match proxied_connect(fd, family, target) {
+    match proxied_connect(fd, family, target, shown) {
         Ok(()) => Ok(Outcome::Done(0)),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Where a TCP connect goes.
+enum Route {
+    Direct,
+    /// Through the proxy to `target`; `shown` is what `getpeername` reports if it is
+    /// not the target itself.
+    Proxy {
+        target: TargetAddr,
+        shown: Option<SocketAddr>,
+    },
+    Refuse(Errno),
+}
+
+/// The routing rule (DESIGN §3, §4): a remote-DNS placeholder goes to the proxy as its
+/// name; a DNS server that would be reached directly (the local stub resolver on
+/// 127.0.0.53, an excluded network) is replaced by `dns_server` through the proxy, or
+/// refused; other direct destinations go direct; everything else through the proxy.
+fn route(dest: SocketAddr) -> Route {
+    let cfg = &layer::get().config;
+    if let Some(dns) = layer::dns() {
+        if dns.map.is_placeholder(dest.ip()) {
+            let name = dns.map.slot_of(dest.ip()).and_then(|s| dns.map.name(s));
+            return match name.and_then(|n| DomainName::new(&n).ok()) {
+                Some(name) => Route::Proxy {
+                    target: TargetAddr {
+                        host: Host::Domain(name),
+                        port: dest.port(),
+                    },
+                    shown: Some(dest),
+                },
+                None => {
+                    report::refused(
+                        cfg,
+                        &format!("connect to {dest}: a placeholder address laysocks never handed out (a name resolved in another laysocks run?)"),
+                    );
+                    Route::Refuse(Errno(libc::EHOSTUNREACH))
+                }
+            };
+        }
+        if dest.port() == DNS_PORT && cfg.is_direct(dest) && !cfg.proxy_addrs.contains(&dest) {
+            return match &dns.server {
+                Some(server) => Route::Proxy {
+                    target: *server,
+                    shown: Some(dest),
+                },
+                None => {
+                    report::refused(
+                        cfg,
+                        &format!("refused DNS over TCP to {dest}: it would bypass the proxy; set dns_server (--dns-server HOST) to send it through the proxy, or use --dns local"),
+                    );
+                    Route::Refuse(Errno(libc::ECONNREFUSED))
+                }
+            };
+        }
+    }
+    if cfg.is_direct(dest) {
+        return Route::Direct;
+    }
+    Route::Proxy {
+        target: TargetAddr::from(dest),
+        shown: None,
+    }
+}
+
+/// The DNS port (RFC 1035 §4.2).
+pub(crate) const DNS_PORT: u16 = 53;
+
+/// Whether a datagram to `dest` is a DNS query that remote DNS must stop (one line on
+/// stderr, once per process): UDP does not go through the proxy yet, and a program's own
+/// resolver (c-ares, dig, a stub resolver on loopback) would leak the name.
+pub(crate) fn dns_datagram_refused(dest: SocketAddr) -> bool {
+    if dest.port() != DNS_PORT || layer::dns().is_none() {
+        return false;
+    }
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        report::refused(
+            &layer::get().config,
+            &format!("refused a DNS query over UDP to {dest}: it would bypass the proxy (UDP is not proxied); this program has its own resolver: use --dns-server HOST with DNS over TCP, or --dns local"),
+        );
+    }
+    true
+}
+
 /// A blocking connect: connects `fd` to the proxy and runs the handshake for `target`
 /// inside the call; records the socket.
-fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), Errno> {
+pub(crate) fn proxied_connect(
+    fd: c_int,
+    family: c_int,
+    target: TargetAddr,
+    shown: Option<SocketAddr>,
+) -> Result<(), Errno> {
     let layer = layer::get();
     let cfg = &layer.config;
     let started = time::now_ms();
@@ -170,6 +268,7 @@ fn proxied_connect(fd: c_int, family: c_int, target: TargetAddr) -> Result<(), E
                 Socket {
                     inode,
                     family,
+                    shown,
                     state: SocketState::Established {
                         target,
                         proxy,
@@ -285,11 +384,14 @@ fn finish_async_connect(fd: c_int, started: u64, deadline: u64) -> Result<(), Fa
 hook! {
     /// `sendto(2)`: only `MSG_FASTOPEN` calls concern the layer.
     fn sendto(fd: c_int, buf: *const libc::c_void, n: libc::size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> libc::ssize_t;
-    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_attention(fd);
+    // SAFETY: addr/len as the program passed them.
+    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_attention(fd) && !unsafe { crate::udp::to_dns_port(addr, len) };
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: the program's sendto arguments, with sendto(2)'s contract; the data is
     // sent unchanged, only without the destination and the Fast Open flag.
-    body: if flags & libc::MSG_FASTOPEN == 0 { crate::io::gate(fd, flags) } else { unsafe {
+    body: if unsafe { crate::udp::refuse_datagram(fd, addr, len) } {
+        Err(Errno(libc::ECONNREFUSED).into())
+    } else if flags & libc::MSG_FASTOPEN == 0 { crate::io::gate(fd, flags) } else { unsafe {
         on_fastopen(fd, addr, len, || {
             laysocks_sys::real::sendto()(fd, buf, n, flags & !libc::MSG_FASTOPEN, std::ptr::null(), 0)
         })
@@ -299,11 +401,15 @@ hook! {
 hook! {
     /// `sendmsg(2)`: only `MSG_FASTOPEN` calls concern the layer.
     fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> libc::ssize_t;
-    fast_path: (flags & libc::MSG_FASTOPEN == 0 || msg.is_null()) && !fdtable::needs_attention(fd);
+    // SAFETY: msg is NULL or the program's msghdr, whose name has msg_namelen bytes.
+    fast_path: (flags & libc::MSG_FASTOPEN == 0 || msg.is_null()) && !fdtable::needs_attention(fd)
+        && (msg.is_null() || !unsafe { crate::udp::to_dns_port((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) });
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: msg is non-null (fast path) and points to the program's msghdr, with
     // sendmsg(2)'s contract; the copy differs only in having no destination.
-    body: if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::gate(fd, flags) } else { unsafe {
+    body: if !msg.is_null() && unsafe { crate::udp::refuse_datagram(fd, (*msg).msg_name as *const sockaddr, (*msg).msg_namelen) } {
+        Err(Errno(libc::ECONNREFUSED).into())
+    } else if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::gate(fd, flags) } else { unsafe {
         let mut copy = *msg;
         copy.msg_name = std::ptr::null_mut();
         copy.msg_namelen = 0;

@@ -63,6 +63,10 @@ pub struct Socket {
     pub inode: u64,
     /// `AF_INET` or `AF_INET6`: how `getpeername` must present the target.
     pub family: c_int,
+    /// The address the program connected to, where it is not the target: a remote-DNS
+    /// placeholder (the target is its name), or a DNS server redirected to `dns_server`.
+    /// `getpeername` shows this, what the program was told.
+    pub shown: Option<SocketAddr>,
     pub state: SocketState,
 }
 
@@ -266,10 +270,12 @@ pub fn duplicate(old: c_int, new: c_int) {
             Some(Socket {
                 inode,
                 family,
+                shown,
                 state: SocketState::Established { target, proxy, .. },
             }) => Some(Socket {
                 inode: *inode,
                 family: *family,
+                shown: *shown,
                 state: SocketState::Established {
                     target: *target,
                     proxy: *proxy,
@@ -313,14 +319,15 @@ pub fn with<R>(fd: c_int, f: impl FnOnce(&mut Socket) -> R) -> Option<R> {
     })
 }
 
-/// A copy of what `getpeername` needs, if `fd` is a live record.
-pub fn lookup_peer(fd: c_int) -> Option<(c_int, Option<TargetAddr>)> {
+/// What `getpeername` shows for `fd` (the target, or what the program connected to)
+/// and the socket's family, if `fd` is a live, established record.
+pub fn lookup_peer(fd: c_int) -> Option<(c_int, Option<SocketAddr>)> {
     with(fd, |s| {
-        let target = match &s.state {
-            SocketState::Established { target, .. } => Some(*target),
+        let peer = match &s.state {
+            SocketState::Established { target, .. } => s.shown.or(target.to_socket_addr()),
             _ => None,
         };
-        (s.family, target)
+        (s.family, peer)
     })
 }
 
@@ -328,9 +335,11 @@ extern "C" fn before_fork() {
     // Lock order everywhere: the fd table, then the epoll registry.
     SOCKETS.lock();
     crate::epoll::lock_for_fork();
+    crate::resolve::lock_for_fork();
 }
 
 extern "C" fn in_parent_after_fork() {
+    crate::resolve::unlock_after_fork();
     crate::epoll::unlock_after_fork();
     SOCKETS.unlock();
 }
@@ -349,6 +358,7 @@ extern "C" fn in_child_after_fork() {
         keep
     });
     crate::epoll::after_fork_in_child();
+    crate::resolve::unlock_after_fork();
     SOCKETS.unlock();
 }
 
@@ -372,6 +382,7 @@ mod tests {
         Socket {
             inode,
             family: libc::AF_INET,
+            shown: None,
             state: SocketState::Established {
                 target: "203.0.113.2:80".parse::<SocketAddr>().unwrap().into(),
                 proxy: "198.51.100.1:1080".parse().unwrap(),

@@ -41,14 +41,18 @@ impl From<Errno> for HookError {
 /// The result type of every hook body.
 pub type HookResult<T> = Result<Outcome<T>, HookError>;
 
-/// What a hook does when its body panicked (the layer is disabled from then on).
+/// What a hook does when its body panicked, and on every later call once the layer has
+/// disabled itself: calls that could leak (connect, name lookups) fail closed.
 #[derive(Clone, Copy)]
-pub enum OnPanic {
+pub enum OnPanic<T> {
     /// Call the real function: right for calls where doing what the program asked is
     /// always safe (close, dup, read…).
     Passthrough,
     /// Fail with this errno: right for `connect`, where the real call could go direct.
     Fail(i32),
+    /// Return this value: for calls that report failure in their return value
+    /// (`getaddrinfo`'s `EAI_*` codes, a NULL `hostent`).
+    Return(T),
 }
 
 /// C return types a hook can fail with.
@@ -73,6 +77,10 @@ impl HookRet for () {
     const FAILED: Self = ();
 }
 
+impl HookRet for *mut libc::hostent {
+    const FAILED: Self = std::ptr::null_mut();
+}
+
 thread_local! {
     // Const-initialised and without a destructor, so access is a plain TLS load and
     // works on any thread at any time, including while the thread is exiting.
@@ -88,27 +96,53 @@ impl Drop for Guard {
     }
 }
 
-/// Enters a hook: `None` means "call libc directly" (layer inactive or re-entered).
+/// How a hook call proceeds.
+pub enum Entry {
+    /// Call libc directly: the layer is inactive, or this thread is already in a hook.
+    Real,
+    /// The layer disabled itself after a panic: apply the hook's [`OnPanic`] policy.
+    Disabled,
+    /// Run the body; the guard marks this thread as inside a hook.
+    Run(Guard),
+}
+
+/// Enters a hook.
 #[inline]
-pub fn enter() -> Option<Guard> {
+pub fn enter() -> Entry {
     if !layer::is_active() {
-        return None;
+        return if layer::is_disabled() {
+            Entry::Disabled
+        } else {
+            Entry::Real
+        };
     }
     IN_HOOK.with(|f| {
         if f.get() {
-            None
+            Entry::Real
         } else {
             f.set(true);
-            Some(Guard(()))
+            Entry::Run(Guard(()))
         }
     })
+}
+
+/// A call after the layer disabled itself: the hook's panic policy, without its body.
+pub fn refuse<T: HookRet>(on_panic: OnPanic<T>, real: impl FnOnce() -> T) -> T {
+    match on_panic {
+        OnPanic::Passthrough => real(),
+        OnPanic::Fail(e) => {
+            Errno(e).set();
+            T::FAILED
+        }
+        OnPanic::Return(v) => v,
+    }
 }
 
 /// Turns a body's result into the C return value (called by [`hook!`] only).
 pub fn finish<T: HookRet>(
     guard: Guard,
     result: std::thread::Result<HookResult<T>>,
-    on_panic: OnPanic,
+    on_panic: OnPanic<T>,
     real: impl FnOnce() -> T,
 ) -> T {
     match result {
@@ -124,10 +158,9 @@ pub fn finish<T: HookRet>(
             layer::disable_after_panic();
             match on_panic {
                 OnPanic::Passthrough => real(),
-                OnPanic::Fail(e) => {
+                other => {
                     drop(guard);
-                    Errno(e).set();
-                    T::FAILED
+                    refuse(other, real)
                 }
             }
         }
@@ -170,8 +203,10 @@ macro_rules! hook {
             if $fast {
                 return real();
             }
-            let Some(guard) = $crate::hook::enter() else {
-                return real();
+            let guard = match $crate::hook::enter() {
+                $crate::hook::Entry::Run(g) => g,
+                $crate::hook::Entry::Real => return real(),
+                $crate::hook::Entry::Disabled => return $crate::hook::refuse($on_panic, real),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                 || -> $crate::hook::HookResult<$ret> { $body },

@@ -24,6 +24,8 @@ static LAYER: OnceLock<Layer> = OnceLock::new();
 pub struct Layer {
     pub config: LayerConfig,
     pub credentials: Option<Credentials>,
+    /// Remote DNS (names go to the proxy), if on.
+    pub dns: Option<crate::dns::Dns>,
 }
 
 /// Whether hooks should act (false before init, without config, or after a panic).
@@ -37,6 +39,11 @@ pub fn get() -> &'static Layer {
     LAYER
         .get()
         .expect("hooks run only after the layer is initialised")
+}
+
+/// Remote DNS, if on. Only called from hook bodies.
+pub fn dns() -> Option<&'static crate::dns::Dns> {
+    get().dns.as_ref()
 }
 
 /// After a panic in a hook: stop acting for the rest of the process, say so once.
@@ -91,9 +98,11 @@ fn init() {
         .secret_file
         .as_deref()
         .and_then(|path| load_credentials(path, config.quiet));
+    let dns = crate::dns::Dns::from_config(&config);
     let _ = LAYER.set(Layer {
         config,
         credentials,
+        dns,
     });
     std::panic::set_hook(Box::new(|_| {
         // The default hook would print a multi-line report into the host program's

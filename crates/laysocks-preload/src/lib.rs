@@ -34,16 +34,20 @@
 #[macro_use]
 pub mod hook;
 pub mod connect;
+pub mod dns;
 pub mod driver;
 pub mod epoll;
 pub mod fdtable;
 pub mod io;
 pub mod layer;
 pub mod lifecycle;
+pub mod namemap;
 pub mod names;
 pub mod pending;
 pub mod pipeline;
 pub mod readiness;
 pub mod report;
+pub mod resolve;
 pub mod sockopt;
 pub mod syscall;
+pub mod udp;

@@ -1,5 +1,6 @@
 //! `getpeername`: a proxied socket's peer is the real destination, not the proxy
-//! (DESIGN §3.6), presented in the socket's family — an IPv4 target on an `AF_INET6`
+//! (DESIGN §3.6) — for a name sent to the proxy, the placeholder the program connected
+//! to — presented in the socket's family — an IPv4 target on an `AF_INET6`
 //! socket is `::ffff:a.b.c.d`, as the kernel would show it. `getsockname` is the
 //! kernel's answer and is not hooked.
 
@@ -34,10 +35,7 @@ unsafe fn on_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) ->
             Observed::Established | Observed::NotOurs => {}
         }
     }
-    let Some((family, Some(target))) = fdtable::lookup_peer(fd) else {
-        return Ok(Outcome::Passthrough);
-    };
-    let Some(peer) = target.to_socket_addr() else {
+    let Some((family, Some(peer))) = fdtable::lookup_peer(fd) else {
         return Ok(Outcome::Passthrough);
     };
     let peer = sysnet::in_family(peer, family);

@@ -88,6 +88,7 @@ pub fn start(
     fd: c_int,
     family: c_int,
     target: TargetAddr,
+    shown: Option<SocketAddr>,
     candidates: Vec<SocketAddr>,
 ) -> Result<(), Errno> {
     let layer = layer::get();
@@ -125,6 +126,7 @@ pub fn start(
         Socket {
             inode,
             family,
+            shown,
             state: SocketState::Pending(Box::new(Pending {
                 target,
                 phase,

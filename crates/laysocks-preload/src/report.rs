@@ -45,3 +45,11 @@ pub fn failed(cfg: &LayerConfig, target: &TargetAddr, failure: &Failure, errno: 
         ));
     }
 }
+
+/// The layer refused something that would have gone around the proxy (`what` says what
+/// and what to do instead).
+pub fn refused(cfg: &LayerConfig, what: &str) {
+    if !cfg.quiet {
+        stderr::write_line(&format!("laysocks: {what}"));
+    }
+}

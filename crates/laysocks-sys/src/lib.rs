@@ -11,6 +11,9 @@
 //!   `SO_ERROR`, disconnect), as thin safe wrappers returning `Result<_, Errno>`.
 //! - [`errno`]: reading, setting and naming errno.
 //! - [`time`], [`stderr`]: a monotonic clock and a write to fd 2 that never allocates.
+//! - [`resolver`]: C types and constants of the resolver API glibc's headers define but
+//!   the `libc` crate lacks, and building `addrinfo` lists the way glibc does.
+//! - [`shm`]: mapping the shared name table (a file created by the launcher).
 //!
 //! Functions the layer does *not* export (fstat, clock_gettime, pthread_atfork…) are
 //! called through `libc` directly. Nothing here uses `std::fs`, `std::net` sockets or
@@ -19,6 +22,8 @@
 pub mod errno;
 pub mod net;
 pub mod real;
+pub mod resolver;
+pub mod shm;
 pub mod stderr;
 pub mod time;
 

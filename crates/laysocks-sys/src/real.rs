@@ -91,6 +91,29 @@ real_functions! {
     epoll_wait: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int = fallback::epoll_wait;
     epoll_pwait: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int = fallback::epoll_pwait;
     epoll_pwait2: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int = fallback::epoll_pwait2;
+    sendmmsg: fn(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int) -> c_int = fallback::sendmmsg;
+    // The resolver API (DESIGN §4). Its fallbacks report failure: there is no system
+    // call that resolves a name.
+    getaddrinfo: fn(node: *const libc::c_char, service: *const libc::c_char, hints: *const libc::addrinfo, res: *mut *mut libc::addrinfo) -> c_int = fallback::getaddrinfo;
+    freeaddrinfo: fn(ai: *mut libc::addrinfo) -> () = fallback::freeaddrinfo;
+    getnameinfo: fn(sa: *const sockaddr, salen: socklen_t, host: *mut libc::c_char, hostlen: socklen_t, serv: *mut libc::c_char, servlen: socklen_t, flags: c_int) -> c_int = fallback::getnameinfo;
+    getaddrinfo_a: fn(mode: c_int, list: *mut *mut crate::resolver::gaicb, n: c_int, sev: *mut libc::sigevent) -> c_int = fallback::getaddrinfo_a;
+    gethostbyname: fn(name: *const libc::c_char) -> *mut libc::hostent = fallback::gethostbyname;
+    gethostbyname2: fn(name: *const libc::c_char, af: c_int) -> *mut libc::hostent = fallback::gethostbyname2;
+    gethostbyname_r: fn(name: *const libc::c_char, ret: *mut libc::hostent, buf: *mut libc::c_char, buflen: size_t, result: *mut *mut libc::hostent, h_errnop: *mut c_int) -> c_int = fallback::gethostbyname_r;
+    gethostbyname2_r: fn(name: *const libc::c_char, af: c_int, ret: *mut libc::hostent, buf: *mut libc::c_char, buflen: size_t, result: *mut *mut libc::hostent, h_errnop: *mut c_int) -> c_int = fallback::gethostbyname2_r;
+    gethostbyaddr: fn(addr: *const c_void, len: socklen_t, af: c_int) -> *mut libc::hostent = fallback::gethostbyaddr;
+    gethostbyaddr_r: fn(addr: *const c_void, len: socklen_t, af: c_int, ret: *mut libc::hostent, buf: *mut libc::c_char, buflen: size_t, result: *mut *mut libc::hostent, h_errnop: *mut c_int) -> c_int = fallback::gethostbyaddr_r;
+    res_query: fn(dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_query;
+    res_search: fn(dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_query;
+    res_querydomain: fn(name: *const libc::c_char, domain: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_querydomain;
+    res_send: fn(msg: *const u8, msglen: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_send;
+    res_nquery: fn(statp: *mut c_void, dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nquery;
+    res_nsearch: fn(statp: *mut c_void, dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nquery;
+    res_nquerydomain: fn(statp: *mut c_void, name: *const libc::c_char, domain: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nquerydomain;
+    res_nsend: fn(statp: *mut c_void, msg: *const u8, msglen: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nsend;
+    /// Not hooked: builds a query message (no I/O), for the `res_*query` hooks.
+    res_mkquery: fn(op: c_int, dname: *const libc::c_char, class: c_int, typ: c_int, data: *const u8, datalen: c_int, newrr: *const u8, buf: *mut u8, buflen: c_int) -> c_int = fallback::res_mkquery;
     /// `syscall(2)` is variadic; up to six integer arguments travel in registers.
     syscall: fn(n: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long = fallback::syscall;
 }
@@ -357,6 +380,195 @@ mod fallback {
         // SAFETY: the caller's system call, passed through unchanged.
         unsafe { libc::syscall(n, a1, a2, a3, a4, a5, a6) }
     }
+    pub unsafe extern "C" fn sendmmsg(
+        fd: c_int,
+        msgs: *mut libc::mmsghdr,
+        n: c_uint,
+        flags: c_int,
+    ) -> c_int {
+        // SAFETY: the caller's messages, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int }
+    }
+
+    // Resolver fallbacks: only reached if libc lacks the symbol, so failing is honest.
+    fn no_resolver() {
+        crate::Errno(libc::ENOSYS).set();
+    }
+    pub unsafe extern "C" fn getaddrinfo(
+        _: *const libc::c_char,
+        _: *const libc::c_char,
+        _: *const libc::addrinfo,
+        _: *mut *mut libc::addrinfo,
+    ) -> c_int {
+        no_resolver();
+        libc::EAI_SYSTEM
+    }
+    pub unsafe extern "C" fn freeaddrinfo(mut ai: *mut libc::addrinfo) {
+        // SAFETY: a list built the glibc way: each node (with its address) one malloc
+        // block, the canonical name another.
+        unsafe {
+            while !ai.is_null() {
+                let next = (*ai).ai_next;
+                libc::free((*ai).ai_canonname.cast());
+                libc::free(ai.cast());
+                ai = next;
+            }
+        }
+    }
+    pub unsafe extern "C" fn getnameinfo(
+        _: *const sockaddr,
+        _: socklen_t,
+        _: *mut libc::c_char,
+        _: socklen_t,
+        _: *mut libc::c_char,
+        _: socklen_t,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        libc::EAI_SYSTEM
+    }
+    pub unsafe extern "C" fn getaddrinfo_a(
+        _: c_int,
+        _: *mut *mut crate::resolver::gaicb,
+        _: c_int,
+        _: *mut libc::sigevent,
+    ) -> c_int {
+        no_resolver();
+        libc::EAI_SYSTEM
+    }
+    pub unsafe extern "C" fn gethostbyname(_: *const libc::c_char) -> *mut libc::hostent {
+        no_resolver();
+        std::ptr::null_mut()
+    }
+    pub unsafe extern "C" fn gethostbyname2(
+        _: *const libc::c_char,
+        _: c_int,
+    ) -> *mut libc::hostent {
+        no_resolver();
+        std::ptr::null_mut()
+    }
+    pub unsafe extern "C" fn gethostbyname_r(
+        _: *const libc::c_char,
+        _: *mut libc::hostent,
+        _: *mut libc::c_char,
+        _: size_t,
+        result: *mut *mut libc::hostent,
+        _: *mut c_int,
+    ) -> c_int {
+        // SAFETY: the caller's result pointer, as gethostbyname_r(3) requires.
+        unsafe { *result = std::ptr::null_mut() };
+        libc::ENOSYS
+    }
+    pub unsafe extern "C" fn gethostbyname2_r(
+        _: *const libc::c_char,
+        _: c_int,
+        _: *mut libc::hostent,
+        _: *mut libc::c_char,
+        _: size_t,
+        result: *mut *mut libc::hostent,
+        _: *mut c_int,
+    ) -> c_int {
+        // SAFETY: the caller's result pointer, as gethostbyname2_r(3) requires.
+        unsafe { *result = std::ptr::null_mut() };
+        libc::ENOSYS
+    }
+    pub unsafe extern "C" fn gethostbyaddr(
+        _: *const c_void,
+        _: socklen_t,
+        _: c_int,
+    ) -> *mut libc::hostent {
+        no_resolver();
+        std::ptr::null_mut()
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe extern "C" fn gethostbyaddr_r(
+        _: *const c_void,
+        _: socklen_t,
+        _: c_int,
+        _: *mut libc::hostent,
+        _: *mut libc::c_char,
+        _: size_t,
+        result: *mut *mut libc::hostent,
+        _: *mut c_int,
+    ) -> c_int {
+        // SAFETY: the caller's result pointer, as gethostbyaddr_r(3) requires.
+        unsafe { *result = std::ptr::null_mut() };
+        libc::ENOSYS
+    }
+    pub unsafe extern "C" fn res_query(
+        _: *const libc::c_char,
+        _: c_int,
+        _: c_int,
+        _: *mut u8,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        -1
+    }
+    pub unsafe extern "C" fn res_querydomain(
+        _: *const libc::c_char,
+        _: *const libc::c_char,
+        _: c_int,
+        _: c_int,
+        _: *mut u8,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        -1
+    }
+    pub unsafe extern "C" fn res_send(_: *const u8, _: c_int, _: *mut u8, _: c_int) -> c_int {
+        no_resolver();
+        -1
+    }
+    pub unsafe extern "C" fn res_nquery(
+        _: *mut c_void,
+        _: *const libc::c_char,
+        _: c_int,
+        _: c_int,
+        _: *mut u8,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        -1
+    }
+    pub unsafe extern "C" fn res_nquerydomain(
+        _: *mut c_void,
+        _: *const libc::c_char,
+        _: *const libc::c_char,
+        _: c_int,
+        _: c_int,
+        _: *mut u8,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        -1
+    }
+    pub unsafe extern "C" fn res_nsend(
+        _: *mut c_void,
+        _: *const u8,
+        _: c_int,
+        _: *mut u8,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        -1
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe extern "C" fn res_mkquery(
+        _: c_int,
+        _: *const libc::c_char,
+        _: c_int,
+        _: c_int,
+        _: *const u8,
+        _: c_int,
+        _: *const u8,
+        _: *mut u8,
+        _: c_int,
+    ) -> c_int {
+        no_resolver();
+        -1
+    }
+
     pub unsafe extern "C" fn recvfrom(
         fd: c_int,
         buf: *mut c_void,

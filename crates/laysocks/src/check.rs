@@ -8,6 +8,11 @@
 //!    uses;
 //! 4. with `--target`, whether a CONNECT to it succeeds (RFC 1928 §4, §6), and how fast.
 //!
+//! The first lines say what is checked: the proxy, and who resolves names (`dns:`). A
+//! `--target` given by name goes to the proxy as a name (ATYP 0x03) with remote DNS, as
+//! the layer would send it, and is resolved here only with `dns = "local"` or when it
+//! matches a direct name.
+//!
 //! A few plain lines on stdout, then a one-line hint on failure. Exit 0 when all that
 //! was asked worked, 1 otherwise (125 for bad usage, as everywhere).
 
@@ -16,13 +21,13 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use laysocks_config::{ProxyUrl, Scheme};
+use laysocks_config::ProxyUrl;
 use laysocks_proto::{
     ClientHandshake, ClientStatus, Credentials, DomainName, Error, Host, TargetAddr,
 };
 
 use crate::cli::{CheckArgs, Common};
-use crate::config::{self, CliSettings};
+use crate::config::{self, CliSettings, DnsSettings};
 use crate::say;
 
 /// RFC 1928 §3 method numbers.
@@ -177,7 +182,35 @@ fn record(out: &mut Drive, e: Error, has_target: bool) {
     }
 }
 
-fn parse_target(s: &str, scheme: Scheme) -> Result<TargetAddr, String> {
+/// Whether `host` is resolved locally even with remote DNS: it equals a direct name or
+/// ends in `.NAME`.
+fn is_direct_name(host: &str, names: &[String]) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    names.iter().any(|n| {
+        host == *n
+            || host
+                .strip_suffix(n.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    })
+}
+
+/// The `dns:` line: the mode, and the DNS server and direct names if any.
+fn dns_summary(d: &DnsSettings) -> String {
+    let mut s = if d.remote {
+        "remote (names go to the proxy)".to_string()
+    } else {
+        "local (names are resolved on this machine)".to_string()
+    };
+    if let Some(server) = &d.server {
+        s.push_str(&format!(", dns_server {server}"));
+    }
+    if !d.direct_names.is_empty() {
+        s.push_str(&format!(", direct {}", d.direct_names.join(" ")));
+    }
+    s
+}
+
+fn parse_target(s: &str, dns: &DnsSettings) -> Result<TargetAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(TargetAddr::from(a));
     }
@@ -192,8 +225,8 @@ fn parse_target(s: &str, scheme: Scheme) -> Result<TargetAddr, String> {
             "--target {s}: write HOST:PORT ([v6]:PORT for IPv6)"
         ));
     }
-    if scheme == Scheme::Socks5h {
-        // socks5h: the proxy resolves the name (ATYP 0x03, RFC 1928 §5).
+    if dns.remote && !is_direct_name(host, &dns.direct_names) {
+        // Remote DNS: the proxy resolves the name (ATYP 0x03, RFC 1928 §5).
         let d = DomainName::new(host.as_bytes()).map_err(|e| format!("--target {s}: {e}"))?;
         return Ok(TargetAddr {
             host: Host::Domain(d),
@@ -229,6 +262,9 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
         exclude: vec![],
         connect_timeout: common.connect_timeout,
         pipeline: common.pipeline,
+        dns: common.dns,
+        dns_server: common.dns_server.clone(),
+        direct_names: common.direct_name.clone(),
     };
     let st = config::resolve(&cli, &crate::cli::process_env, std::path::Path::new("/etc"))?;
     for w in &st.warnings {
@@ -241,7 +277,7 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
     let target = a
         .target
         .as_deref()
-        .map(|t| parse_target(t, url.scheme))
+        .map(|t| parse_target(t, &st.dns))
         .transpose()?;
     let creds = match (&url.username, &url.password) {
         (Some(u), Some(p)) => Some(
@@ -253,6 +289,7 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
     let addrs = crate::run::resolve_proxy(&url).map_err(|f| f.1)?;
 
     println!("proxy:   {url}");
+    println!("dns:     {}", dns_summary(&st.dns));
     let fail = |hint: String| {
         println!("hint:    {hint}");
         Ok(false)
@@ -343,4 +380,45 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
     }
     println!("result:  ok");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_line_and_targets() {
+        let mut d = DnsSettings::default();
+        assert_eq!(dns_summary(&d), "remote (names go to the proxy)");
+        d.server = Some("203.0.113.53:53".into());
+        d.direct_names = vec!["internal".into(), "corp.example".into()];
+        assert_eq!(
+            dns_summary(&d),
+            "remote (names go to the proxy), dns_server 203.0.113.53:53, direct internal corp.example"
+        );
+        assert!(is_direct_name("internal", &d.direct_names));
+        assert!(is_direct_name("Git.Corp.Example.", &d.direct_names));
+        assert!(!is_direct_name("notcorp.example", &d.direct_names));
+        assert!(!is_direct_name("example", &d.direct_names));
+
+        // Remote DNS: a name goes to the proxy as a name, with socks5:// too.
+        let t = parse_target("www.example:80", &d).unwrap();
+        assert!(matches!(t.host, Host::Domain(_)));
+        let t = parse_target("198.51.100.7:80", &d).unwrap();
+        assert!(!matches!(t.host, Host::Domain(_)));
+        // A direct name: resolved here (localhost: from /etc/hosts, no query leaves).
+        d.direct_names.push("localhost".into());
+        let t = parse_target("localhost:80", &d).unwrap();
+        assert!(!matches!(t.host, Host::Domain(_)));
+        // Local DNS: resolved here.
+        d.remote = false;
+        d.server = None;
+        d.direct_names.clear();
+        assert_eq!(
+            dns_summary(&d),
+            "local (names are resolved on this machine)"
+        );
+        let t = parse_target("localhost:80", &d).unwrap();
+        assert!(!matches!(t.host, Host::Domain(_)));
+    }
 }

@@ -23,13 +23,20 @@ Examples:
   laysocks curl http://203.0.113.5/
       (no proxy configured: uses a built-in SOCKS5 server on 127.0.0.1)
   laysocks --exclude 198.51.100.0/24:80 -x socks5://127.0.0.1:1080 -- ssh host
+  laysocks --direct-name .corp.example --dns-server 203.0.113.53 -x socks5://127.0.0.1:1080 -- dig example.com
+  laysocks --dns local -x socks5://127.0.0.1:1080 -- curl http://example.com/
   laysocks serve --listen 127.0.0.1:1080 --user-file ~/.config/laysocks/serve-user
   laysocks check socks5://alice:secret@127.0.0.1:1080 --target 203.0.113.5:80
   laysocks completions bash > /etc/bash_completion.d/laysocks
 
 Config file (first found): -c FILE, $LAYSOCKS_CONFIG, $XDG_CONFIG_HOME/laysocks/config.toml,
 ~/.config/laysocks/config.toml, /etc/laysocks/config.toml.
-Precedence: command line > $LAYSOCKS_PROXY > config file.";
+Precedence: command line > $LAYSOCKS_PROXY > config file.
+
+DNS: names are resolved by the proxy by default, with socks5:// as with socks5h:// and
+the built-in server; nothing is looked up on this machine unless --dns local (or
+dns = \"local\") says so. This differs from curl, where socks5:// means local DNS.
+socks5h:// always means remote; with --dns local it is an error.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,7 +73,8 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct Common {
-    /// Proxy URL: socks5://[user[:password]@]host[:port] (socks5h:// sends names to the proxy)
+    /// Proxy URL: socks5://[user[:password]@]host[:port] (names go to the proxy with either
+    /// scheme unless --dns local; socks5h:// insists on it)
     #[arg(short = 'x', long = "proxy", value_name = "URL", global = true)]
     pub proxy: Option<String>,
 
@@ -94,6 +102,21 @@ pub struct Common {
     /// round trips fewer; proxies that cannot take it are detected and handled)
     #[arg(long, global = true)]
     pub pipeline: bool,
+
+    /// Who resolves host names: remote (the proxy; the default, also for socks5://) or
+    /// local (the program, with the system resolver; not with socks5h://)
+    #[arg(long, value_name = "MODE", global = true, value_enum)]
+    pub dns: Option<config::DnsMode>,
+
+    /// DNS server for the program's own DNS queries (res_query, dig), reached through the
+    /// proxy over TCP; port 53 unless given (without one, such queries are refused)
+    #[arg(long, value_name = "HOST[:PORT]", global = true)]
+    pub dns_server: Option<String>,
+
+    /// Resolve this name, and names ending in .NAME, locally even with remote DNS
+    /// (repeatable; adds to direct_names in the config file)
+    #[arg(long = "direct-name", value_name = "NAME", global = true)]
+    pub direct_name: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +171,9 @@ impl Common {
             exclude: self.exclude.clone(),
             connect_timeout: self.connect_timeout,
             pipeline: self.pipeline,
+            dns: self.dns,
+            dns_server: self.dns_server.clone(),
+            direct_names: self.direct_name.clone(),
         }
     }
 }
@@ -275,6 +301,25 @@ mod tests {
                 target: Some(_)
             }))
         ));
+
+        let c = parse(&[
+            "--dns",
+            "local",
+            "--dns-server",
+            "[2001:db8::53]:5353",
+            "--direct-name",
+            ".corp.example",
+            "--direct-name",
+            "internal",
+            "check",
+        ]);
+        assert_eq!(c.common.dns, Some(config::DnsMode::Local));
+        assert_eq!(c.common.dns_server.as_deref(), Some("[2001:db8::53]:5353"));
+        assert_eq!(c.common.direct_name, [".corp.example", "internal"]);
+        assert!(matches!(c.command, Some(Command::Check(_))));
+        let c = parse(&["--dns", "remote", "true"]);
+        assert_eq!(c.common.dns, Some(config::DnsMode::Remote));
+        assert!(Cli::try_parse_from(["laysocks", "--dns", "proxy", "true"]).is_err());
 
         assert!(Cli::try_parse_from(["laysocks", "-q", "-v", "true"]).is_err());
         assert!(Cli::try_parse_from(["laysocks", "--bogus", "true"]).is_err());

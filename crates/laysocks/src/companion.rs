@@ -1,6 +1,7 @@
 //! The companion: the one process that outlives the launcher's `exec`.
 //!
-//! Two jobs need a process beside the program: removing the credentials file when the
+//! Two jobs need a process beside the program: removing the files the launcher created
+//! for the run (the credentials file, the shared name table for remote DNS) when the
 //! program exits, and running the built-in SOCKS5 server when no proxy is configured.
 //! The launcher cannot do them itself, because it becomes the program (`exec`, so the
 //! program keeps the pid, exit status, signals and terminal).
@@ -49,9 +50,9 @@ pub struct CompanionArgs {
     /// The launcher's pid (the program's, after exec)
     #[arg(long)]
     pub pid: i32,
-    /// Remove this file when the program exits
-    #[arg(long)]
-    pub secret_file: Option<PathBuf>,
+    /// Remove this file when the program exits (repeatable)
+    #[arg(long = "remove", value_name = "PATH")]
+    pub remove: Vec<PathBuf>,
     /// Run the built-in SOCKS5 server on 127.0.0.1
     #[arg(long)]
     pub serve: bool,
@@ -65,7 +66,8 @@ pub struct CompanionArgs {
 
 /// What the launcher asks of a companion.
 pub struct Request<'a> {
-    pub secret_file: Option<&'a std::path::Path>,
+    /// Files to remove when the program exits.
+    pub remove: &'a [&'a std::path::Path],
     pub serve: bool,
     pub log: crate::server::LogMode,
     pub timeout_ms: u32,
@@ -110,8 +112,8 @@ pub fn start(req: &Request<'_>) -> Result<Started, String> {
     if req.serve {
         argv.push(cstr(b"--serve")?);
     }
-    if let Some(p) = req.secret_file {
-        argv.push(cstr(b"--secret-file")?);
+    for p in req.remove {
+        argv.push(cstr(b"--remove")?);
         argv.push(cstr(p.as_os_str().as_bytes())?);
     }
     let mut envp: Vec<CString> = Vec::new();
@@ -345,7 +347,7 @@ pub fn main(a: &CompanionArgs) -> ExitCode {
         File::from_raw_fd(READY_FD)
     };
     let cleanup = |a: &CompanionArgs| {
-        if let Some(p) = &a.secret_file {
+        for p in &a.remove {
             let _ = std::fs::remove_file(p);
         }
     };

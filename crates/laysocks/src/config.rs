@@ -5,6 +5,15 @@
 //! silently send a connection without credentials). Every problem in it is reported as
 //! one line, `laysocks: FILE:LINE: problem`, with the line taken from the TOML span.
 //!
+//! DNS: names are resolved by the proxy (remote DNS) unless `dns = "local"` (or `--dns
+//! local`) says otherwise, for `socks5://` as well as `socks5h://` and for the built-in
+//! server: laysocks never leaks a name by default. (This differs from curl, where
+//! `socks5://` means "resolve locally".) `socks5h://` always means remote, so combining it
+//! with `dns = "local"` is an error rather than a silent choice. `--dns` beats the file's
+//! `dns`; `--dns-server` beats `dns_server`; `--direct-name`s add to `direct_names`.
+//! The placeholder pools (`dns_pool4`, `dns_pool6`) and the name table's size
+//! (`dns_names`) are file-only settings, checked here against each other.
+//!
 //! Passwords come from the URL, from `password_file` or from the variable named by
 //! `password_env`. Whatever carried a secret is named in [`Settings::scrub_env`] so the
 //! launcher can remove it from the program's environment: the program (and everything it
@@ -15,7 +24,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use laysocks_config::{Exclusion, ProxyUrl};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use laysocks_config::{
+    Exclusion, IpNet, ProxyUrl, Scheme, DEFAULT_NAMES_CAPACITY, DEFAULT_POOL4, DEFAULT_POOL6,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -34,6 +47,53 @@ pub struct CliSettings {
     pub exclude: Vec<String>,
     pub connect_timeout: Option<f64>,
     pub pipeline: bool,
+    /// `--dns remote|local`.
+    pub dns: Option<DnsMode>,
+    /// `--dns-server HOST[:PORT]`, as given.
+    pub dns_server: Option<String>,
+    /// `--direct-name NAME`s, as given.
+    pub direct_names: Vec<String>,
+}
+
+/// Who resolves host names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DnsMode {
+    /// The proxy (names travel in the CONNECT request; the program gets placeholders).
+    Remote,
+    /// The program itself, with the system resolver.
+    Local,
+}
+
+/// The merged DNS settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Names go to the proxy (the default).
+    pub remote: bool,
+    /// Where `res_*`-style queries go through the proxy, normalised `host:port`
+    /// (`[v6]:port` for IPv6).
+    pub server: Option<String>,
+    /// Names (and domain suffixes) resolved locally even with remote DNS: lowercase, no
+    /// leading dot.
+    pub direct_names: Vec<String>,
+    /// IPv4 placeholder pool.
+    pub pool4: IpNet,
+    /// IPv6 placeholder pool.
+    pub pool6: IpNet,
+    /// How many names the shared table holds.
+    pub capacity: u32,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            remote: true,
+            server: None,
+            direct_names: Vec::new(),
+            pool4: DEFAULT_POOL4.parse().expect("valid default pool"),
+            pool6: DEFAULT_POOL6.parse().expect("valid default pool"),
+            capacity: DEFAULT_NAMES_CAPACITY,
+        }
+    }
 }
 
 /// The merged settings.
@@ -48,6 +108,8 @@ pub struct Settings {
     pub excludes: Vec<Exclusion>,
     /// Pipeline the SOCKS5 handshake (see `LayerConfig::pipeline`).
     pub pipeline: bool,
+    /// Who resolves names, and how.
+    pub dns: DnsSettings,
     /// Environment variables that carry a secret and must not reach the program.
     pub scrub_env: Vec<String>,
     /// Non-fatal problems to print (unless quiet).
@@ -69,6 +131,12 @@ struct FileConfig {
     verbose: Option<bool>,
     exclude: Option<Vec<Spanned<String>>>,
     pipeline: Option<bool>,
+    dns: Option<Spanned<String>>,
+    dns_server: Option<Spanned<String>>,
+    direct_names: Option<Vec<Spanned<String>>>,
+    dns_pool4: Option<Spanned<String>>,
+    dns_pool6: Option<Spanned<String>>,
+    dns_names: Option<Spanned<i64>>,
 }
 
 /// The environment the settings are read from (injectable for tests).
@@ -327,6 +395,8 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
 
     let pipeline = cli.pipeline || file.and_then(|f| f.pipeline).unwrap_or(false);
 
+    let dns = resolve_dns(cli, loaded.as_ref(), proxy.as_ref())?;
+
     Ok(Settings {
         proxy,
         connect_timeout_ms,
@@ -334,10 +404,273 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
         verbose,
         excludes,
         pipeline,
+        dns,
         scrub_env,
         warnings,
         config_path,
     })
+}
+
+/// The DNS settings: `--dns` > the file's `dns` > remote; a `socks5h://` proxy with
+/// local DNS is an error.
+fn resolve_dns(
+    cli: &CliSettings,
+    loaded: Option<&Loaded>,
+    proxy: Option<&ProxyUrl>,
+) -> Result<DnsSettings, String> {
+    let file = loaded.map(|l| &l.cfg);
+    let mut dns = DnsSettings::default();
+
+    // Mode, and where a "local" came from (for the conflict message).
+    let mut local_from: Option<String> = None;
+    if let Some(m) = cli.dns {
+        dns.remote = m == DnsMode::Remote;
+        if !dns.remote {
+            local_from = Some("--dns local: ".into());
+        }
+    } else if let (Some(l), Some(d)) = (loaded, file.and_then(|f| f.dns.as_ref())) {
+        match parse_dns_mode(d.get_ref()) {
+            Ok(m) => dns.remote = m == DnsMode::Remote,
+            Err(e) => return l.err(d.span(), format!("dns: {e}")),
+        }
+        if !dns.remote {
+            local_from = Some(format!(
+                "{}:{}: ",
+                l.path.display(),
+                line_of(&l.text, d.span().start)
+            ));
+        }
+    }
+    if let (Some(url), Some(from)) = (proxy, &local_from) {
+        if url.scheme == Scheme::Socks5h {
+            return Err(format!(
+                "{from}the proxy URL {url} asks the proxy to resolve names but dns is \"local\"; use socks5:// or drop the dns setting"
+            ));
+        }
+    }
+
+    dns.server = if let Some(raw) = &cli.dns_server {
+        Some(parse_dns_server(raw).map_err(|e| format!("--dns-server: {e}"))?)
+    } else if let (Some(l), Some(d)) = (loaded, file.and_then(|f| f.dns_server.as_ref())) {
+        match parse_dns_server(d.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => return l.err(d.span(), format!("dns_server: {e}")),
+        }
+    } else {
+        None
+    };
+
+    // Direct names: the file's, then the command line's (both apply), without repeats.
+    let mut push = |n: String| {
+        if !dns.direct_names.contains(&n) {
+            dns.direct_names.push(n);
+        }
+    };
+    if let (Some(l), Some(list)) = (loaded, file.and_then(|f| f.direct_names.as_ref())) {
+        for n in list {
+            match direct_name(n.get_ref()) {
+                Ok(n) => push(n),
+                Err(e) => return l.err(n.span(), format!("direct_names: {e}")),
+            }
+        }
+    }
+    for n in &cli.direct_names {
+        push(direct_name(n).map_err(|e| format!("--direct-name: {e}"))?);
+    }
+
+    if let (Some(l), Some(p)) = (loaded, file.and_then(|f| f.dns_pool4.as_ref())) {
+        match parse_pool(p.get_ref(), false) {
+            Ok(n) => dns.pool4 = n,
+            Err(e) => return l.err(p.span(), format!("dns_pool4: {e}")),
+        }
+    }
+    if let (Some(l), Some(p)) = (loaded, file.and_then(|f| f.dns_pool6.as_ref())) {
+        match parse_pool(p.get_ref(), true) {
+            Ok(n) => dns.pool6 = n,
+            Err(e) => return l.err(p.span(), format!("dns_pool6: {e}")),
+        }
+    }
+    let room4 = placeholders(dns.pool4);
+    let room6 = placeholders(dns.pool6);
+    if let (Some(l), Some(n)) = (loaded, file.and_then(|f| f.dns_names.as_ref())) {
+        let v = *n.get_ref();
+        if !(1..=i64::from(MAX_NAMES)).contains(&v) {
+            return l.err(
+                n.span(),
+                format!("dns_names = {v}: the name table holds 1 to {MAX_NAMES} names"),
+            );
+        }
+        for (room, pool, key) in [
+            (room4, dns.pool4, "dns_pool4"),
+            (room6, dns.pool6, "dns_pool6"),
+        ] {
+            if v as u128 > room {
+                return l.err(
+                    n.span(),
+                    format!(
+                        "dns_names = {v} is more than the pool {pool} has placeholders for ({room}): lower dns_names or widen {key}"
+                    ),
+                );
+            }
+        }
+        dns.capacity = v as u32;
+    } else {
+        // Unset: the default, or less when a configured pool is smaller.
+        dns.capacity = u128::from(DEFAULT_NAMES_CAPACITY).min(room4).min(room6) as u32;
+    }
+    Ok(dns)
+}
+
+/// The largest `dns_names`.
+pub const MAX_NAMES: u32 = 1_000_000;
+
+/// `remote` or `local`.
+pub fn parse_dns_mode(s: &str) -> Result<DnsMode, String> {
+    match s {
+        "remote" => Ok(DnsMode::Remote),
+        "local" => Ok(DnsMode::Local),
+        other => Err(format!("`{other}` is neither \"remote\" nor \"local\"")),
+    }
+}
+
+/// Placeholders a pool offers: its size minus the network and the last address.
+fn placeholders(net: IpNet) -> u128 {
+    let bits = u32::from(if net.addr().is_ipv4() { 32 } else { 128 } - net.prefix());
+    let size = if bits >= 128 {
+        u128::MAX
+    } else {
+        1u128 << bits
+    };
+    size - 2
+}
+
+/// A placeholder pool: the right family, room for at least two names, and nowhere TCP
+/// cannot go or that always goes direct (loopback, unspecified, multicast, mapped).
+pub fn parse_pool(s: &str, v6: bool) -> Result<IpNet, String> {
+    let net: IpNet = s.parse()?;
+    let (family, max) = if v6 { ("IPv6", 120) } else { ("IPv4", 30) };
+    if net.addr().is_ipv6() != v6 {
+        return Err(format!("`{s}` is not an {family} network"));
+    }
+    if net.prefix() > max {
+        return Err(format!(
+            "`{s}` is too small: use a prefix of /{max} or shorter"
+        ));
+    }
+    let bad: &[(&str, &str)] = if v6 {
+        &[
+            ("::/128", "the unspecified address"),
+            ("::1/128", "loopback"),
+            ("::ffff:0:0/96", "IPv4-mapped addresses"),
+            ("ff00::/8", "multicast, where TCP cannot connect"),
+        ]
+    } else {
+        &[
+            ("0.0.0.0/8", "\"this network\""),
+            ("127.0.0.0/8", "loopback"),
+            ("224.0.0.0/4", "multicast, where TCP cannot connect"),
+            ("240.0.0.0/4", "reserved addresses and broadcast"),
+        ]
+    };
+    for (r, what) in bad {
+        let r: IpNet = r.parse().expect("valid reserved range");
+        if overlaps(r, net) {
+            let dflt = if v6 { DEFAULT_POOL6 } else { DEFAULT_POOL4 };
+            return Err(format!(
+                "`{s}` overlaps {r} ({what}): use another range, such as the default {dflt}"
+            ));
+        }
+    }
+    Ok(net)
+}
+
+/// Whether two networks of one family share an address (compared bit by bit: unlike
+/// [`IpNet::contains`], no IPv4-mapped address stands for its IPv4 one).
+fn overlaps(a: IpNet, b: IpNet) -> bool {
+    let bits = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let p = u32::from(a.prefix().min(b.prefix()));
+    let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+    a.addr().is_ipv4() == b.addr().is_ipv4() && bits(a.addr()) & mask == bits(b.addr()) & mask
+}
+
+/// Whether `s` is a host name: dot-separated labels of letters, digits, `-` and `_`
+/// (1 to 63 bytes each, 253 in all), not ending in an all-digit label (that would be a
+/// mistyped address).
+fn is_host_name(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    labels.iter().all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) && !labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `HOST[:PORT]` (port 53 by default) → `host:port`; IPv6 as `[addr]:port`, names
+/// lowercased.
+pub fn parse_dns_server(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "`{s}` is not HOST[:PORT] (an IPv4 address, [IPv6 address] or host name; port 1-65535)"
+        )
+    };
+    let port_of = |p: &str| -> Result<u16, String> {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("`{s}` has a bad port `{p}`")),
+        }
+    };
+    if let Some(rest) = s.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or_else(bad)?;
+        let ip: Ipv6Addr = addr.parse().map_err(|_| bad())?;
+        let port = match after {
+            "" => 53,
+            p => port_of(p.strip_prefix(':').ok_or_else(bad)?)?,
+        };
+        return Ok(format!("[{ip}]:{port}"));
+    }
+    // A bare IPv6 address (no port possible without brackets).
+    if let Ok(ip) = s.parse::<Ipv6Addr>() {
+        return Ok(format!("[{ip}]:53"));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, port_of(p)?),
+        None => (s, 53),
+    };
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(format!("{}:{port}", IpAddr::V4(ip)));
+    }
+    let host = host.to_ascii_lowercase();
+    if !is_host_name(&host) {
+        return Err(bad());
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+/// A `direct_names` entry: a name or domain suffix; one leading (and one trailing) dot
+/// dropped, lowercased.
+pub fn direct_name(s: &str) -> Result<String, String> {
+    let n = s.strip_prefix('.').unwrap_or(s);
+    let n = n.strip_suffix('.').unwrap_or(n).to_ascii_lowercase();
+    if n.is_empty() {
+        return Err(format!(
+            "`{s}` is empty: write a name such as internal or .corp.example"
+        ));
+    }
+    if !is_host_name(&n) {
+        return Err(format!(
+            "`{s}` is not a host name or domain suffix (letters, digits, -, _ and dots; no spaces; internationalised names in their xn-- form)"
+        ));
+    }
+    Ok(n)
 }
 
 /// Applies the file's `username`, `password_env` and `password_file` to a URL that does
@@ -682,6 +1015,318 @@ mod tests {
         };
         let err = run(&cli, &env_of(&[]), &s.0).unwrap_err();
         assert!(err.contains("no password"), "{err}");
+    }
+
+    #[test]
+    fn dns_defaults_to_remote_for_every_proxy() {
+        let s = Scratch::new("dnsdef");
+        for proxy in [
+            Some("socks5://198.51.100.1"),
+            Some("socks5h://198.51.100.1"),
+            None,
+        ] {
+            let cli = CliSettings {
+                proxy: proxy.map(String::from),
+                ..Default::default()
+            };
+            let st = run(&cli, &env_of(&[]), &s.0).unwrap();
+            assert_eq!(st.dns, DnsSettings::default(), "{proxy:?}");
+            assert!(st.dns.remote);
+        }
+        let d = DnsSettings::default();
+        assert_eq!(d.pool4.to_string(), "198.18.0.0/15");
+        assert_eq!(d.pool6.to_string(), "fd6c:6179:736f:636b::/64");
+        assert_eq!(d.capacity, 65_536);
+        assert_eq!(d.server, None);
+        assert!(d.direct_names.is_empty());
+    }
+
+    #[test]
+    fn dns_mode_precedence_and_socks5h_conflict() {
+        let s = Scratch::new("dnsmode");
+        let local = s.file(
+            "local.toml",
+            "proxy = \"socks5://198.51.100.1\"\ndns = \"local\"\n",
+        );
+        let remote = s.file("remote.toml", "dns = \"remote\"\n");
+        let with = |cfg: &PathBuf, dns: Option<DnsMode>, proxy: Option<&str>| CliSettings {
+            config: Some(cfg.clone()),
+            dns,
+            proxy: proxy.map(String::from),
+            ..Default::default()
+        };
+        let none = env_of(&[]);
+        assert!(
+            !run(&with(&local, None, None), &none, &s.0)
+                .unwrap()
+                .dns
+                .remote
+        );
+        assert!(
+            run(&with(&local, Some(DnsMode::Remote), None), &none, &s.0)
+                .unwrap()
+                .dns
+                .remote,
+            "--dns beats the file"
+        );
+        assert!(
+            run(&with(&remote, None, None), &none, &s.0)
+                .unwrap()
+                .dns
+                .remote
+        );
+        assert!(
+            !run(&with(&remote, Some(DnsMode::Local), None), &none, &s.0)
+                .unwrap()
+                .dns
+                .remote
+        );
+        // The built-in server with local DNS is fine.
+        let cli = CliSettings {
+            dns: Some(DnsMode::Local),
+            ..Default::default()
+        };
+        assert!(!run(&cli, &none, &s.0).unwrap().dns.remote);
+
+        // socks5h:// with local DNS, wherever each came from: one line, naming the source.
+        let err = run(
+            &with(
+                &remote,
+                Some(DnsMode::Local),
+                Some("socks5h://198.51.100.1"),
+            ),
+            &none,
+            &s.0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "--dns local: the proxy URL socks5h://198.51.100.1:1080 asks the proxy to resolve names but dns is \"local\"; use socks5:// or drop the dns setting"
+        );
+        let err = run(
+            &with(&local, None, Some("socks5h://198.51.100.1")),
+            &none,
+            &s.0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{}:2: the proxy URL socks5h://198.51.100.1:1080 asks the proxy to resolve names but dns is \"local\"; use socks5:// or drop the dns setting",
+                local.display()
+            )
+        );
+        let env = env_of(&[(ENV_PROXY, "socks5h://198.51.100.2")]);
+        let err = run(&with(&local, None, None), &env, &s.0).unwrap_err();
+        assert!(
+            err.contains(":2: the proxy URL socks5h://198.51.100.2:1080"),
+            "{err}"
+        );
+        // socks5h:// and --dns remote, or the file's local overridden by --dns remote: fine.
+        let st = run(
+            &with(
+                &local,
+                Some(DnsMode::Remote),
+                Some("socks5h://198.51.100.1"),
+            ),
+            &none,
+            &s.0,
+        )
+        .unwrap();
+        assert!(st.dns.remote);
+        // A password in the URL never reaches the message.
+        let err = run(
+            &with(
+                &remote,
+                Some(DnsMode::Local),
+                Some("socks5h://al:hunter2@198.51.100.1"),
+            ),
+            &none,
+            &s.0,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("socks5h://al@198.51.100.1:1080") && !err.contains("hunter2"),
+            "{err}"
+        );
+
+        let e = cfg_err("\ndns = \"proxy\"\n");
+        assert!(e.starts_with("2: dns: `proxy`"), "{e}");
+        let e = cfg_err("dns = true\n");
+        assert!(e.starts_with("1: "), "{e}");
+    }
+
+    #[test]
+    fn dns_server_forms() {
+        for (given, want) in [
+            ("203.0.113.53", "203.0.113.53:53"),
+            ("203.0.113.53:5353", "203.0.113.53:5353"),
+            ("[2001:db8::53]", "[2001:db8::53]:53"),
+            ("[2001:DB8:0::53]:853", "[2001:db8::53]:853"),
+            ("2001:db8::53", "[2001:db8::53]:53"),
+            ("::1", "[::1]:53"),
+            ("DNS.Example", "dns.example:53"),
+            ("dns.example:5353", "dns.example:5353"),
+            ("resolver", "resolver:53"),
+            ("ns_1.example.", "ns_1.example.:53"),
+        ] {
+            match parse_dns_server(given) {
+                Ok(got) if given.ends_with('.') => {
+                    panic!("{given}: a trailing dot is an empty label, got {got}")
+                }
+                Ok(got) => assert_eq!(got, want, "{given}"),
+                Err(_) if given.ends_with('.') => {}
+                Err(e) => panic!("{given}: {e}"),
+            }
+        }
+        for bad in [
+            "",
+            "dns.example:0",
+            "dns.example:65536",
+            "dns.example:",
+            ":53",
+            "[2001:db8::53",
+            "[2001:db8::53]53",
+            "[203.0.113.1]:53",
+            "dns example",
+            "dns..example",
+            "300.1.1.1",
+            "1.2.3",
+            "2001:db8::53:x",
+            "bücher.example",
+        ] {
+            let e = parse_dns_server(bad).unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")), "{bad}: {e}");
+        }
+
+        let s = Scratch::new("dnssrv");
+        let cfg = s.file("c.toml", "dns_server = \"[2001:db8::53]\"\n");
+        let mut cli = CliSettings {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let st = run(&cli, &env_of(&[]), &s.0).unwrap();
+        assert_eq!(st.dns.server.as_deref(), Some("[2001:db8::53]:53"));
+        cli.dns_server = Some("203.0.113.9:5353".into());
+        let st = run(&cli, &env_of(&[]), &s.0).unwrap();
+        assert_eq!(
+            st.dns.server.as_deref(),
+            Some("203.0.113.9:5353"),
+            "CLI wins"
+        );
+        cli.dns_server = Some("bad host".into());
+        let e = run(&cli, &env_of(&[]), &s.0).unwrap_err();
+        assert!(e.starts_with("--dns-server: `bad host`"), "{e}");
+        let e = cfg_err("quiet = true\ndns_server = \"dns.example:99999\"\n");
+        assert!(e.starts_with("2: dns_server: "), "{e}");
+    }
+
+    #[test]
+    fn direct_names_merge_and_normalise() {
+        assert_eq!(direct_name(".Corp.Example").unwrap(), "corp.example");
+        assert_eq!(direct_name("internal").unwrap(), "internal");
+        assert_eq!(direct_name("host.lan.").unwrap(), "host.lan");
+        for bad in [
+            "", ".", "..x", "a b", "a,b", "a..b", " x", "x\t", "*.corp", "bücher",
+        ] {
+            assert!(direct_name(bad).is_err(), "{bad:?}");
+        }
+        let s = Scratch::new("direct");
+        let cfg = s.file(
+            "c.toml",
+            "direct_names = [\"internal\", \".Corp.Example\"]\n",
+        );
+        let cli = CliSettings {
+            config: Some(cfg),
+            direct_names: vec!["corp.example".into(), ".LAN".into()],
+            ..Default::default()
+        };
+        let st = run(&cli, &env_of(&[]), &s.0).unwrap();
+        assert_eq!(st.dns.direct_names, ["internal", "corp.example", "lan"]);
+        let cli = CliSettings {
+            direct_names: vec!["a b".into()],
+            ..Default::default()
+        };
+        let e = run(&cli, &env_of(&[]), &s.0).unwrap_err();
+        assert!(e.starts_with("--direct-name: `a b`"), "{e}");
+        let e = cfg_err("direct_names = [\n  \"ok\",\n  \"\",\n]\n");
+        assert!(e.starts_with("3: direct_names: "), "{e}");
+        let e = cfg_err("direct_names = \"internal\"\n");
+        assert!(e.starts_with("1: "), "not an array: {e}");
+    }
+
+    #[test]
+    fn dns_pools_and_capacity() {
+        let s = Scratch::new("pools");
+        let cfg = s.file(
+            "c.toml",
+            "dns_pool4 = \"10.99.0.0/16\"\ndns_pool6 = \"fd00:1:2:3::/64\"\ndns_names = 1000\n",
+        );
+        let cli = CliSettings {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let st = run(&cli, &env_of(&[]), &s.0).unwrap();
+        assert_eq!(st.dns.pool4.to_string(), "10.99.0.0/16");
+        assert_eq!(st.dns.pool6.to_string(), "fd00:1:2:3::/64");
+        assert_eq!(st.dns.capacity, 1000);
+
+        // A small pool with dns_names unset: the default shrinks to fit.
+        let cfg = s.file("small.toml", "dns_pool4 = \"198.18.0.0/24\"\n");
+        let cli = CliSettings {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        assert_eq!(run(&cli, &env_of(&[]), &s.0).unwrap().dns.capacity, 254);
+        let cfg = s.file("small6.toml", "dns_pool6 = \"fd00::/120\"\n");
+        let cli = CliSettings {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        assert_eq!(run(&cli, &env_of(&[]), &s.0).unwrap().dns.capacity, 254);
+        // Exactly the room there is: fine.
+        let cfg = s.file("fit.toml", "dns_pool4 = \"198.18.0.0/30\"\ndns_names = 2\n");
+        let cli = CliSettings {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        assert_eq!(run(&cli, &env_of(&[]), &s.0).unwrap().dns.capacity, 2);
+        let cfg = s.file(
+            "max.toml",
+            "dns_pool4 = \"10.0.0.0/8\"\ndns_names = 1000000\n",
+        );
+        let cli = CliSettings {
+            config: Some(cfg),
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&cli, &env_of(&[]), &s.0).unwrap().dns.capacity,
+            1_000_000
+        );
+
+        for (text, want) in [
+            ("dns_pool4 = \"fd00::/64\"\n", "1: dns_pool4: `fd00::/64` is not an IPv4 network"),
+            ("dns_pool6 = \"198.18.0.0/15\"\n", "1: dns_pool6: `198.18.0.0/15` is not an IPv6 network"),
+            ("dns_pool4 = \"198.18.0.0/31\"\n", "1: dns_pool4: `198.18.0.0/31` is too small: use a prefix of /30 or shorter"),
+            ("dns_pool6 = \"fd00::/121\"\n", "1: dns_pool6: `fd00::/121` is too small: use a prefix of /120 or shorter"),
+            ("dns_pool4 = \"nonsense\"\n", "1: dns_pool4: `nonsense` is not an IP address or CIDR network"),
+            ("\ndns_pool4 = \"224.1.0.0/16\"\n", "2: dns_pool4: `224.1.0.0/16` overlaps 224.0.0.0/4 (multicast"),
+            ("dns_pool4 = \"0.0.0.0/0\"\n", "1: dns_pool4: `0.0.0.0/0` overlaps 0.0.0.0/8"),
+            ("dns_pool4 = \"127.1.0.0/16\"\n", "1: dns_pool4: `127.1.0.0/16` overlaps 127.0.0.0/8 (loopback)"),
+            ("dns_pool6 = \"ff05::/64\"\n", "1: dns_pool6: `ff05::/64` overlaps ff00::/8 (multicast"),
+            ("dns_pool6 = \"::ffff:198.18.0.0/112\"\n", "1: dns_pool6: `::ffff:198.18.0.0/112` overlaps ::ffff:0.0.0.0/96"),
+            ("dns_names = 0\n", "1: dns_names = 0: the name table holds 1 to 1000000 names"),
+            ("dns_names = -5\n", "1: dns_names = -5: the name table holds 1 to 1000000 names"),
+            ("dns_names = 1000001\n", "1: dns_names = 1000001: the name table holds 1 to 1000000 names"),
+            ("dns_names = 200000\n", "1: dns_names = 200000 is more than the pool 198.18.0.0/15 has placeholders for (131070): lower dns_names or widen dns_pool4"),
+            ("dns_pool4 = \"198.18.0.0/30\"\n\ndns_names = 3\n", "3: dns_names = 3 is more than the pool 198.18.0.0/30 has placeholders for (2)"),
+            ("dns_pool4 = \"10.0.0.0/8\"\ndns_pool6 = \"fd00::/120\"\ndns_names = 255\n", "3: dns_names = 255 is more than the pool fd00::/120 has placeholders for (254): lower dns_names or widen dns_pool6"),
+            ("dns_names = \"many\"\n", "1: "),
+            ("dns_names = 1.5\n", "1: "),
+        ] {
+            let e = cfg_err(text);
+            assert!(e.starts_with(want), "{text:?}:\n got  {e}\n want {want}…");
+        }
     }
 
     #[test]

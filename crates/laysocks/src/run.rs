@@ -6,8 +6,10 @@
 //! 2. find or write out `liblaysocks.so`;
 //! 3. resolve the proxy's host name here, once: the layer must not run the resolver from
 //!    inside somebody else's `connect()`;
-//! 4. write the credentials file (`O_EXCL`, `0600`) and start the companion that removes
-//!    it (and, with no proxy configured, runs the built-in server);
+//! 4. write the credentials file and, with remote DNS (the default), create the empty
+//!    shared name table the layer maps (both `O_EXCL`, `0600`, in the same private
+//!    directory), and start the companion that removes them when the program exits (and,
+//!    with no proxy configured, runs the built-in server);
 //! 5. build the program's environment — `LAYSOCKS_LAYER`, `LD_PRELOAD` appended to, and
 //!    every variable that carried a secret removed — and `exec`.
 
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use laysocks_config::{LayerConfig, ProxyHost, ProxyUrl, Scheme, ENV_LAYER};
+use laysocks_config::{LayerConfig, ProxyHost, ProxyUrl, ENV_LAYER};
 
 use crate::cli::{self, Common};
 use crate::config::Settings;
@@ -71,31 +73,45 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
     })
     .map_err(usage)?;
 
+    let dns = &settings.dns;
     let mut layer = LayerConfig {
         connect_timeout_ms: settings.connect_timeout_ms,
         quiet: settings.quiet,
         verbose: settings.verbose,
         excludes: settings.excludes.clone(),
         pipeline: settings.pipeline,
+        remote_dns: dns.remote,
+        names_capacity: dns.capacity,
+        pool4: dns.pool4,
+        pool6: dns.pool6,
+        dns_server: dns.server.clone(),
+        direct_names: dns.direct_names.clone(),
         ..LayerConfig::default()
     };
-    let mut secret: Option<SecretFile> = None;
+    // Files made for this run: removed on drop (any failure below) until the companion
+    // has taken them over.
+    let mut created: Vec<RunFile> = Vec::new();
     if let Some(url) = &settings.proxy {
         layer.proxy_addrs = resolve_proxy(url)?;
         layer.proxy_label = url.to_string();
-        layer.remote_dns = url.scheme == Scheme::Socks5h;
         if let (Some(u), Some(p)) = (&url.username, &url.password) {
-            let s =
-                SecretFile::create(&laysocks_config::secret::encode(u.as_bytes(), p.as_bytes()))
-                    .map_err(usage)?;
+            let s = RunFile::secret(&laysocks_config::secret::encode(u.as_bytes(), p.as_bytes()))
+                .map_err(usage)?;
             layer.secret_file = Some(s.path.to_string_lossy().into_owned());
-            secret = Some(s);
+            created.push(s);
         }
     }
+    if dns.remote {
+        // Empty: the layer sizes and maps it (DESIGN §4).
+        let n = RunFile::names().map_err(usage)?;
+        layer.names_file = Some(n.path.to_string_lossy().into_owned());
+        created.push(n);
+    }
     let builtin = settings.proxy.is_none();
-    if builtin || secret.is_some() {
+    if builtin || !created.is_empty() {
+        let remove: Vec<&Path> = created.iter().map(|f| f.path.as_path()).collect();
         let started = companion::start(&companion::Request {
-            secret_file: secret.as_ref().map(|s| s.path.as_path()),
+            remove: &remove,
             serve: builtin,
             log: if settings.quiet {
                 LogMode::Quiet
@@ -108,9 +124,9 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
             scrub_env: &settings.scrub_env,
         })
         .map_err(usage)?;
-        // The companion owns the file from here on.
-        if let Some(s) = &mut secret {
-            s.handed_over = true;
+        // The companion owns the files from here on.
+        for f in &mut created {
+            f.handed_over = true;
         }
         if builtin {
             let port = started
@@ -145,11 +161,11 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
         });
     }
     let err = cmd.exec();
-    if let Some(s) = &mut secret {
-        // exec failed: the program will never read it.
-        s.handed_over = false;
+    // exec failed: the program will never use them.
+    for f in &mut created {
+        f.handed_over = false;
     }
-    drop(secret);
+    drop(created);
     let name = program[0].to_string_lossy();
     Err(match err.raw_os_error() {
         // The file was there a moment ago: ENOENT now means its #! interpreter is missing.
@@ -405,17 +421,28 @@ pub fn resolve_proxy(url: &ProxyUrl) -> Result<Vec<SocketAddr>, Fail> {
     }
 }
 
-/// The credentials file, removed on drop unless the companion has taken it over.
-pub struct SecretFile {
+/// A file the launcher makes for the run — the credentials file or the shared name
+/// table — removed on drop unless the companion has taken it over.
+pub struct RunFile {
     pub path: PathBuf,
     pub handed_over: bool,
 }
 
-impl SecretFile {
-    /// Writes `contents` to a fresh `0600` file in `$XDG_RUNTIME_DIR`, `/dev/shm` or
-    /// `/tmp` (the first that works), created with `O_EXCL` under a random name so that
-    /// nothing can be planted there first.
-    pub fn create(contents: &str) -> Result<SecretFile, String> {
+impl RunFile {
+    /// The credentials file, holding `contents`.
+    pub fn secret(contents: &str) -> Result<RunFile, String> {
+        RunFile::create("secret", "the credentials file", contents.as_bytes())
+    }
+
+    /// The name table for remote DNS: empty (the layer sizes and maps it).
+    pub fn names() -> Result<RunFile, String> {
+        RunFile::create("names", "the name table file for remote DNS", b"")
+    }
+
+    /// Writes `contents` to a fresh `0600` file `laysocks-UID-RANDOM.EXT` in
+    /// `$XDG_RUNTIME_DIR`, `/dev/shm` or `/tmp` (the first that works), created with
+    /// `O_EXCL` under a random name so that nothing can be planted there first.
+    fn create(ext: &str, what: &str, contents: &[u8]) -> Result<RunFile, String> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
             if d.is_absolute() && d.is_dir() {
@@ -429,7 +456,7 @@ impl SecretFile {
             let rand = random_hex().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
             // SAFETY: getuid has no preconditions and cannot fail.
             let uid = unsafe { libc::getuid() };
-            let path = d.join(format!("laysocks-{uid}-{rand}.secret"));
+            let path = d.join(format!("laysocks-{uid}-{rand}.{ext}"));
             let opened = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -438,24 +465,24 @@ impl SecretFile {
                 .open(&path);
             match opened {
                 Ok(mut f) => {
-                    let file = SecretFile {
+                    let file = RunFile {
                         path,
                         handed_over: false,
                     };
                     // umask can only clear bits; make sure of 0600 anyway.
                     f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                        .and_then(|()| f.write_all(contents.as_bytes()))
+                        .and_then(|()| f.write_all(contents))
                         .map_err(|e| format!("cannot write {}: {e}", file.path.display()))?;
                     return Ok(file);
                 }
                 Err(e) => last = format!("{}: {e}", d.display()),
             }
         }
-        Err(format!("cannot create the credentials file ({last})"))
+        Err(format!("cannot create {what} ({last})"))
     }
 }
 
-impl Drop for SecretFile {
+impl Drop for RunFile {
     fn drop(&mut self) {
         if !self.handed_over {
             let _ = std::fs::remove_file(&self.path);
@@ -483,6 +510,7 @@ mod tests {
             verbose: false,
             excludes: vec![],
             pipeline: false,
+            dns: crate::config::DnsSettings::default(),
             scrub_env: scrub.iter().map(|s| s.to_string()).collect(),
             warnings: vec![],
             config_path: None,
@@ -561,14 +589,33 @@ mod tests {
     }
 
     #[test]
-    fn secret_file_is_private_and_removed() {
-        let s = SecretFile::create("user=00\npass=00\n").unwrap();
-        let m = std::fs::metadata(&s.path).unwrap();
-        assert_eq!(m.mode() & 0o777, 0o600);
-        assert_eq!(m.uid(), unsafe { libc::getuid() });
-        let p = s.path.clone();
+    fn run_files_are_private_and_removed() {
+        let s = RunFile::secret("user=00\npass=00\n").unwrap();
+        let n = RunFile::names().unwrap();
+        for (f, ext, len) in [(&s, ".secret", 16), (&n, ".names", 0)] {
+            let m = std::fs::metadata(&f.path).unwrap();
+            assert_eq!(m.mode() & 0o777, 0o600);
+            assert_eq!(m.uid(), unsafe { libc::getuid() });
+            assert_eq!(m.len(), len);
+            let name = f.path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("laysocks-") && name.ends_with(ext),
+                "{name}"
+            );
+        }
+        assert_eq!(s.path.parent(), n.path.parent(), "same directory");
+        let (ps, pn) = (s.path.clone(), n.path.clone());
         drop(s);
-        assert!(!p.exists());
+        drop(n);
+        assert!(!ps.exists() && !pn.exists());
+
+        // Handed over: left for the companion.
+        let mut n = RunFile::names().unwrap();
+        n.handed_over = true;
+        let p = n.path.clone();
+        drop(n);
+        assert!(p.exists());
+        std::fs::remove_file(p).unwrap();
     }
 
     #[test]

@@ -24,6 +24,10 @@ fn help_lists_usage_examples_and_subcommands() {
         "--proxy",
         "--exclude",
         "--connect-timeout",
+        "--dns <MODE>",
+        "--dns-server",
+        "--direct-name",
+        "differs from curl",
     ] {
         assert!(out.contains(want), "--help lacks `{want}`:\n{out}");
     }

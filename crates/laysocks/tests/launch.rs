@@ -1,5 +1,5 @@
 //! Running programs: what reaches the program's environment, the credentials file's
-//! life, the program keeping its pid and exit status, and the built-in server.
+//! and the name table's life, the DNS settings, the program keeping its pid and exit status, and the built-in server.
 //! The proxy addresses are loopback; nothing here connects anywhere else.
 
 mod common;
@@ -44,7 +44,10 @@ fn child_env_has_no_password() {
     assert_eq!(layer.proxy_addrs, vec!["127.0.0.1:9".parse().unwrap()]);
     assert_eq!(layer.proxy_label, "socks5://u@127.0.0.1:9");
     assert!(layer.secret_file.is_some());
-    assert!(!layer.remote_dns);
+    assert!(
+        layer.remote_dns,
+        "remote DNS is the default, for socks5:// too"
+    );
     let preload = out
         .lines()
         .find_map(|l| l.strip_prefix("LD_PRELOAD="))
@@ -400,4 +403,229 @@ fn program_inherits_signal_mask_and_ignored_sigpipe() {
         "/proc/self/status",
     ]);
     assert_eq!(sig_lines(c), want, "with a companion too");
+}
+
+/// Runs `laysocks ARGS -- env` and returns the layer line the program got.
+fn layer_with(s: &Scratch, args: &[&str]) -> LayerConfig {
+    let mut c = laysocks(&s.0);
+    c.args(args).args(["--", "env"]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{args:?}: {err}");
+    layer_of(&out)
+}
+
+#[test]
+fn dns_settings_reach_the_layer() {
+    let s = Scratch::new("dns");
+    // Remote by default, with socks5://, socks5h:// and the built-in server.
+    for args in [
+        &["-x", "socks5://127.0.0.1:9"][..],
+        &["-x", "socks5h://127.0.0.1:9"][..],
+        &["-q"][..],
+    ] {
+        let layer = layer_with(&s, args);
+        assert!(layer.remote_dns, "{args:?}");
+        assert!(
+            layer.names_file.is_some(),
+            "{args:?}: remote DNS has a name table"
+        );
+        assert_eq!(
+            layer.names_capacity,
+            laysocks_config::DEFAULT_NAMES_CAPACITY
+        );
+        assert_eq!(layer.pool4.to_string(), laysocks_config::DEFAULT_POOL4);
+        assert_eq!(layer.pool6.to_string(), laysocks_config::DEFAULT_POOL6);
+        assert_eq!(layer.dns_server, None);
+        assert!(layer.direct_names.is_empty());
+    }
+
+    // --dns local: no remote DNS, no name table; --dns beats the file's dns.
+    let layer = layer_with(&s, &["-x", "socks5://127.0.0.1:9", "--dns", "local"]);
+    assert!(!layer.remote_dns);
+    assert_eq!(layer.names_file, None);
+    let cfg = s.file("local.toml", "dns = \"local\"\n");
+    let c = cfg.to_str().unwrap();
+    let layer = layer_with(&s, &["-c", c, "-x", "socks5://127.0.0.1:9"]);
+    assert!(!layer.remote_dns);
+    let layer = layer_with(
+        &s,
+        &["-c", c, "-x", "socks5://127.0.0.1:9", "--dns", "remote"],
+    );
+    assert!(layer.remote_dns && layer.names_file.is_some());
+
+    // Everything else round-trips, normalised; --direct-name adds to the file's list.
+    let cfg = s.file(
+        "dns.toml",
+        "proxy = \"socks5://127.0.0.1:9\"\n\
+         dns_server = \"[2001:db8::53]\"\n\
+         direct_names = [\"internal\", \".Corp.Example\"]\n\
+         dns_pool4 = \"10.99.0.0/16\"\n\
+         dns_pool6 = \"fd00:1:2:3::/64\"\n\
+         dns_names = 1000\n",
+    );
+    let c = cfg.to_str().unwrap();
+    let layer = layer_with(&s, &["-c", c, "--direct-name", ".lan"]);
+    assert!(layer.remote_dns);
+    assert_eq!(layer.dns_server.as_deref(), Some("[2001:db8::53]:53"));
+    assert_eq!(layer.direct_names, ["internal", "corp.example", "lan"]);
+    assert_eq!(layer.pool4.to_string(), "10.99.0.0/16");
+    assert_eq!(layer.pool6.to_string(), "fd00:1:2:3::/64");
+    assert_eq!(layer.names_capacity, 1000);
+    let layer = layer_with(&s, &["-c", c, "--dns-server", "DNS.Example:5353"]);
+    assert_eq!(layer.dns_server.as_deref(), Some("dns.example:5353"));
+}
+
+/// `laysocks ARGS -- true` fails with one line on stderr and exit status 125.
+fn usage_error(s: &Scratch, args: &[&str]) -> String {
+    let mut c = laysocks(&s.0);
+    c.args(args).args(["--", "true"]);
+    let (st, out, err) = run(c, T);
+    assert_eq!(st.code(), Some(125), "{args:?}: {err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    err.trim_end().to_string()
+}
+
+#[test]
+fn socks5h_with_local_dns_is_a_usage_error() {
+    let s = Scratch::new("dnsconflict");
+    let err = usage_error(&s, &["-x", "socks5h://127.0.0.1:9", "--dns", "local"]);
+    assert_eq!(
+        err,
+        "laysocks: --dns local: the proxy URL socks5h://127.0.0.1:9 asks the proxy to resolve names but dns is \"local\"; use socks5:// or drop the dns setting"
+    );
+    let cfg = s.file("c.toml", "# mine\ndns = \"local\"\n");
+    let c = cfg.to_str().unwrap();
+    let err = usage_error(&s, &["-c", c, "-x", "socks5h://u:pw@127.0.0.1:9"]);
+    assert_eq!(
+        err,
+        format!(
+            "laysocks: {c}:2: the proxy URL socks5h://u@127.0.0.1:9 asks the proxy to resolve names but dns is \"local\"; use socks5:// or drop the dns setting"
+        )
+    );
+    // The other DNS settings' mistakes: one line each too.
+    let err = usage_error(&s, &["--dns", "nearby"]);
+    assert!(err.contains("nearby"), "{err}");
+    let err = usage_error(&s, &["--dns-server", "dns example"]);
+    assert!(err.starts_with("laysocks: --dns-server: "), "{err}");
+    let err = usage_error(&s, &["--direct-name", ""]);
+    assert!(err.starts_with("laysocks: --direct-name: "), "{err}");
+    let cfg = s.file("p.toml", "dns_pool4 = \"224.0.0.0/8\"\n");
+    let err = usage_error(&s, &["-c", cfg.to_str().unwrap()]);
+    assert!(err.contains("p.toml:1: dns_pool4: "), "{err}");
+}
+
+#[test]
+fn names_file_is_private_and_removed_after_exit() {
+    let s = Scratch::new("names");
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-x",
+        "socks5://127.0.0.1:9",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$LAYSOCKS_LAYER\"; read x",
+    ]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let layer = LayerConfig::decode(line.trim()).unwrap();
+    assert!(layer.remote_dns);
+    assert_eq!(layer.secret_file, None);
+    let path = std::path::PathBuf::from(layer.names_file.expect("a name table"));
+    let m = std::fs::symlink_metadata(&path).expect("the name table exists while the program runs");
+    assert!(m.file_type().is_file(), "{path:?}");
+    assert_eq!(m.mode() & 0o777, 0o600, "{path:?}");
+    // SAFETY: getuid cannot fail.
+    assert_eq!(m.uid(), unsafe { libc::getuid() });
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("laysocks-") && name.ends_with(".names"),
+        "{name}"
+    );
+
+    // Without credentials, the companion is there for the name table alone.
+    let pid = child.id();
+    let companion = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("__companion") && cmd.contains(&format!("--pid {pid} "))).then_some(cmd)
+        })
+        .expect("a companion process watches the program");
+    assert!(
+        companion.contains(&format!("--remove {}", path.display())),
+        "{companion}"
+    );
+
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let st = wait_deadline(&mut child, T);
+    assert!(st.success());
+    assert!(
+        eventually(Duration::from_secs(5), || !path.exists()),
+        "name table {path:?} still there after the program exited"
+    );
+
+    // With credentials too: one companion removes both.
+    let mut c = laysocks(&s.0);
+    c.args([
+        "-x",
+        "socks5://u:pw@127.0.0.1:9",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$LAYSOCKS_LAYER\"",
+    ]);
+    let (st, out, err) = run(c, T);
+    assert!(st.success(), "{err}");
+    let layer = LayerConfig::decode(out.trim()).unwrap();
+    let names = std::path::PathBuf::from(layer.names_file.unwrap());
+    let secret = std::path::PathBuf::from(layer.secret_file.unwrap());
+    assert_eq!(
+        names.parent(),
+        secret.parent(),
+        "both in the same directory"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !names.exists()
+            && !secret.exists()),
+        "{names:?} or {secret:?} survived the program"
+    );
+}
+
+#[test]
+fn nothing_left_behind_when_exec_fails() {
+    let s = Scratch::new("execfail");
+    // A script whose #! interpreter is missing: found and executable, so the launcher
+    // gets as far as exec and creates its files first.
+    let script = s.file("broken", "#!/nonexistent/interpreter\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = s.0.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut c = laysocks(&s.0);
+    c.env("XDG_RUNTIME_DIR", &dir)
+        .args(["-q", "-x", "socks5://u:pw@127.0.0.1:9", "--"])
+        .arg(&script);
+    let (st, _, err) = run(c, T);
+    assert_eq!(st.code(), Some(126), "{err}");
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .is_none()),
+        "left behind: {:?}",
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    );
 }

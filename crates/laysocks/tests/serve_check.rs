@@ -113,6 +113,46 @@ fn check_against_our_server() {
         out.contains(&format!("target:  {target} connected in")),
         "{out}"
     );
+    assert!(
+        out.contains("\ndns:     remote (names go to the proxy)\n"),
+        "{out}"
+    );
+
+    // Remote DNS (the default, with socks5:// too): a name goes to the proxy as a name,
+    // and our server resolves it.
+    let named = format!("localhost:{}", http.port);
+    let (code, out) = check(
+        &url,
+        &[
+            "--target",
+            &named,
+            "--dns-server",
+            "203.0.113.53",
+            "--direct-name",
+            ".Internal",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("dns:     remote (names go to the proxy), dns_server 203.0.113.53:53, direct internal\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("target:  {named} connected in")),
+        "{out}"
+    );
+    let (code, out) = check(&url, &["--dns", "local"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("dns:     local (names are resolved on this machine)"),
+        "{out}"
+    );
+    let (code, out) = check(
+        &format!("socks5h://127.0.0.1:{}", srv.port),
+        &["--dns", "local"],
+    );
+    assert_eq!(code, Some(125), "{out}");
+    assert!(out.contains("asks the proxy to resolve names"), "{out}");
 
     let closed = format!("127.0.0.1:{}", free_port());
     let (code, out) = check(&url, &["--target", &closed]);
