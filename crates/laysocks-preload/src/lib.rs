@@ -48,6 +48,7 @@ pub mod pipeline;
 pub mod readiness;
 pub mod report;
 pub mod resolve;
+pub mod resquery;
 pub mod sockopt;
 pub mod syscall;
 pub mod udp;

@@ -183,20 +183,24 @@ fn placeholder_list(
         } else {
             libc::AF_INET6
         };
-        let part = resolver::numeric(
-            &text,
-            service,
-            Hints {
-                flags: keep,
-                family,
-                ..h
-            },
-        );
-        match part {
-            Ok(p) => list = resolver::join(list, p),
-            Err(code) => {
-                resolver::free_list(list);
-                return Err(code);
+        // SAFETY: service is the program's (NULL or a C string); the lists are ours
+        // until handed to the program.
+        unsafe {
+            let part = resolver::numeric(
+                &text,
+                service,
+                Hints {
+                    flags: keep,
+                    family,
+                    ..h
+                },
+            );
+            match part {
+                Ok(p) => list = resolver::join(list, p),
+                Err(code) => {
+                    resolver::free_list(list);
+                    return Err(code);
+                }
             }
         }
     }
@@ -209,8 +213,10 @@ fn placeholder_list(
             p = (*p).ai_next;
         }
     }
-    if h.flags & libc::AI_CANONNAME != 0 && !resolver::set_canonname(list, norm) {
-        resolver::free_list(list);
+    // SAFETY: the list we just built and own.
+    if h.flags & libc::AI_CANONNAME != 0 && !unsafe { resolver::set_canonname(list, norm) } {
+        // SAFETY: as above.
+        unsafe { resolver::free_list(list) };
         return Err(libc::EAI_MEMORY);
     }
     Ok(list)
@@ -232,12 +238,15 @@ fn configured_families() -> (bool, bool) {
             socktype: libc::SOCK_STREAM,
             protocol: 0,
         };
-        match resolver::numeric(host, std::ptr::null(), h) {
-            Ok(l) => {
-                resolver::free_list(l);
-                true
+        // SAFETY: no service; the list is ours to free.
+        unsafe {
+            match resolver::numeric(host, std::ptr::null(), h) {
+                Ok(l) => {
+                    resolver::free_list(l);
+                    true
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
         }
     };
     let v4 = seen(c"198.18.0.1", libc::AF_INET);

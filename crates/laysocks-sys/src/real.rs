@@ -112,6 +112,16 @@ real_functions! {
     res_nsearch: fn(statp: *mut c_void, dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nquery;
     res_nquerydomain: fn(statp: *mut c_void, name: *const libc::c_char, domain: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nquerydomain;
     res_nsend: fn(statp: *mut c_void, msg: *const u8, msglen: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::res_nsend;
+    // The old names (`<resolv.h>` once #defined res_query as __res_query); glibc keeps
+    // them as compatibility symbols, which dlsym may not return: then the current name.
+    __res_query: fn(dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_query;
+    __res_search: fn(dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_search;
+    __res_querydomain: fn(name: *const libc::c_char, domain: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_querydomain;
+    __res_send: fn(msg: *const u8, msglen: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_send;
+    __res_nquery: fn(statp: *mut c_void, dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_nquery;
+    __res_nsearch: fn(statp: *mut c_void, dname: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_nsearch;
+    __res_nquerydomain: fn(statp: *mut c_void, name: *const libc::c_char, domain: *const libc::c_char, class: c_int, typ: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_nquerydomain;
+    __res_nsend: fn(statp: *mut c_void, msg: *const u8, msglen: c_int, answer: *mut u8, anslen: c_int) -> c_int = fallback::old_res_nsend;
     /// Not hooked: builds a query message (no I/O), for the `res_*query` hooks.
     res_mkquery: fn(op: c_int, dname: *const libc::c_char, class: c_int, typ: c_int, data: *const u8, datalen: c_int, newrr: *const u8, buf: *mut u8, buflen: c_int) -> c_int = fallback::res_mkquery;
     /// `syscall(2)` is variadic; up to six integer arguments travel in registers.
@@ -552,6 +562,85 @@ mod fallback {
     ) -> c_int {
         no_resolver();
         -1
+    }
+    pub unsafe extern "C" fn old_res_query(
+        d: *const libc::c_char,
+        c: c_int,
+        t: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_query()(d, c, t, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_search(
+        d: *const libc::c_char,
+        c: c_int,
+        t: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_search()(d, c, t, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_querydomain(
+        n: *const libc::c_char,
+        d: *const libc::c_char,
+        c: c_int,
+        t: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_querydomain()(n, d, c, t, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_send(m: *const u8, ml: c_int, a: *mut u8, l: c_int) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_send()(m, ml, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_nquery(
+        s: *mut c_void,
+        d: *const libc::c_char,
+        c: c_int,
+        t: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_nquery()(s, d, c, t, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_nsearch(
+        s: *mut c_void,
+        d: *const libc::c_char,
+        c: c_int,
+        t: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_nsearch()(s, d, c, t, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_nquerydomain(
+        s: *mut c_void,
+        n: *const libc::c_char,
+        d: *const libc::c_char,
+        c: c_int,
+        t: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_nquerydomain()(s, n, d, c, t, a, l) }
+    }
+    pub unsafe extern "C" fn old_res_nsend(
+        s: *mut c_void,
+        m: *const u8,
+        ml: c_int,
+        a: *mut u8,
+        l: c_int,
+    ) -> c_int {
+        // SAFETY: the same function under its current name, same arguments.
+        unsafe { super::res_nsend()(s, m, ml, a, l) }
     }
     #[allow(clippy::too_many_arguments)]
     pub unsafe extern "C" fn res_mkquery(

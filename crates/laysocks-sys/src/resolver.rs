@@ -99,7 +99,14 @@ impl Hints {
 /// is added, so glibc never looks anything up. Service names are looked up in
 /// `/etc/services` as usual, socket types expanded, hints checked, exactly as glibc
 /// does for any host.
-pub fn numeric(host: &CStr, service: *const c_char, hints: Hints) -> Result<*mut addrinfo, c_int> {
+///
+/// # Safety
+/// `service` is NULL or a C string.
+pub unsafe fn numeric(
+    host: &CStr,
+    service: *const c_char,
+    hints: Hints,
+) -> Result<*mut addrinfo, c_int> {
     let h = Hints {
         flags: hints.flags | libc::AI_NUMERICHOST,
         ..hints
@@ -125,17 +132,23 @@ pub fn is_numeric_host(node: &CStr) -> bool {
         socktype: libc::SOCK_STREAM,
         protocol: 0,
     };
-    match numeric(node, std::ptr::null(), hints) {
-        Ok(list) => {
-            free_list(list);
-            true
+    // SAFETY: no service; the list is ours to free.
+    unsafe {
+        match numeric(node, std::ptr::null(), hints) {
+            Ok(list) => {
+                free_list(list);
+                true
+            }
+            Err(_) => false,
         }
-        Err(_) => false,
     }
 }
 
 /// Appends `tail` to the list `head` (either may be NULL); returns the joined head.
-pub fn join(head: *mut addrinfo, tail: *mut addrinfo) -> *mut addrinfo {
+///
+/// # Safety
+/// Both are NULL or well-formed lists that the caller owns.
+pub unsafe fn join(head: *mut addrinfo, tail: *mut addrinfo) -> *mut addrinfo {
     if head.is_null() {
         return tail;
     }
@@ -152,7 +165,10 @@ pub fn join(head: *mut addrinfo, tail: *mut addrinfo) -> *mut addrinfo {
 
 /// Gives the list's first node a canonical name (`AI_CANONNAME`), `malloc`ed as glibc
 /// does. Returns false if out of memory.
-pub fn set_canonname(head: *mut addrinfo, name: &[u8]) -> bool {
+///
+/// # Safety
+/// `head` is NULL or a list node the caller owns.
+pub unsafe fn set_canonname(head: *mut addrinfo, name: &[u8]) -> bool {
     if head.is_null() {
         return true;
     }
@@ -171,7 +187,10 @@ pub fn set_canonname(head: *mut addrinfo, name: &[u8]) -> bool {
 }
 
 /// Frees a list built of glibc nodes (what `freeaddrinfo` does).
-pub fn free_list(list: *mut addrinfo) {
+///
+/// # Safety
+/// `list` is NULL or a list in glibc's layout that nobody else will free.
+pub unsafe fn free_list(list: *mut addrinfo) {
     // SAFETY: the fallback walker frees exactly glibc's layout, which our lists have.
     unsafe { freeaddrinfo_glibc_layout(list) }
 }
@@ -213,18 +232,22 @@ mod tests {
             socktype: 0,
             protocol: 0,
         };
-        let a = numeric(c"198.18.0.1", c"http".as_ptr(), hints).unwrap();
-        let b = numeric(
-            c"fd6c::1",
-            c"80".as_ptr(),
-            Hints {
-                family: libc::AF_INET6,
-                ..hints
-            },
-        )
+        // SAFETY (whole test): C-string services; the lists are built, walked and freed
+        // here only.
+        let a = unsafe { numeric(c"198.18.0.1", c"http".as_ptr(), hints) }.unwrap();
+        let b = unsafe {
+            numeric(
+                c"fd6c::1",
+                c"80".as_ptr(),
+                Hints {
+                    family: libc::AF_INET6,
+                    ..hints
+                },
+            )
+        }
         .unwrap();
-        let l = join(a, b);
-        assert!(set_canonname(l, b"remote.test"));
+        let l = unsafe { join(a, b) };
+        assert!(unsafe { set_canonname(l, b"remote.test") });
         let mut n = 0;
         let mut p = l;
         while !p.is_null() {
@@ -237,9 +260,9 @@ mod tests {
         assert_eq!(n, 4);
         // SAFETY: the canonical name we set.
         assert_eq!(unsafe { CStr::from_ptr((*l).ai_canonname) }, c"remote.test");
-        free_list(l);
+        unsafe { free_list(l) };
         assert_eq!(
-            numeric(c"1.2.3.4", c"nosuchservice".as_ptr(), hints).err(),
+            unsafe { numeric(c"1.2.3.4", c"nosuchservice".as_ptr(), hints) }.err(),
             Some(libc::EAI_SERVICE)
         );
     }

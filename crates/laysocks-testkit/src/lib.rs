@@ -37,8 +37,8 @@ pub use netns::{
 };
 pub use relay::DelayRelay;
 pub use servers::{
-    big_body, EchoServer, GitServer, HttpServer, Proxy, ProxyKind, Sshd, BIG_LEN, DANTED_PORT,
-    ECHO_PORT, GIT_PORT, HELLO_BODY, HTTP_PORT, MICROSOCKS_AUTH_PORT, MICROSOCKS_PORT, PROXY_PASS,
-    PROXY_USER, SSH_PORT,
+    big_body, DnsQuery, DnsServer, EchoServer, GitServer, HttpServer, Proxy, ProxyKind, Sshd,
+    BIG_LEN, DANTED_PORT, DNS_ONLY_NAME, DNS_PORT, ECHO_PORT, GIT_PORT, HELLO_BODY, HTTP_PORT,
+    MICROSOCKS_AUTH_PORT, MICROSOCKS_PORT, PROXY_PASS, PROXY_USER, SSH_PORT,
 };
 pub use util::{laysocks_bin, python3, require, run_bounded, Run, TempDir};

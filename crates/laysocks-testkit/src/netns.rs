@@ -519,6 +519,31 @@ impl Rig {
         }
     }
 
+    /// For a lookup that *should* reach the system resolver: panics unless the DNS canary
+    /// was asked about `name` (case-insensitively) and nothing else, and nothing else left
+    /// the client without a route, since the baseline. Then resets the baseline, so the
+    /// next check starts clean.
+    #[track_caller]
+    pub fn assert_only_dns_query_for(&self, name: &str) {
+        let before = *self.baseline.lock().unwrap();
+        let now = self.leak_counters();
+        let names = self.dns_queries_seen();
+        assert!(
+            now.v4_no_routes == before.v4_no_routes && now.v6_no_routes == before.v6_no_routes,
+            "packets without a route while looking up {name}: {before:?} -> {now:?}"
+        );
+        assert!(
+            !names.is_empty(),
+            "the system resolver (the DNS canary at {CLIENT_RESOLVER}) should have been asked \
+             for {name}, and saw nothing"
+        );
+        assert!(
+            names.iter().all(|n| n.eq_ignore_ascii_case(name)),
+            "the DNS canary should have seen only {name}, saw: {names:?}"
+        );
+        self.reset_leak_baseline();
+    }
+
     /// The names the DNS canary was asked for since the baseline.
     pub fn dns_queries_seen(&self) -> Vec<String> {
         self.dns_names.lock().unwrap().clone()

@@ -7,6 +7,10 @@
 //! proves the connection came through the proxy), `sshd`, and `git daemon`; the HTTP
 //! server also serves a bare git repository for the dumb HTTP protocol.
 //!
+//! The target can also run `dnsmasq` ([`Rig::dnsmasq`]), a real DNS server (UDP and TCP)
+//! that knows only [`DNS_ONLY_NAME`] and logs every query it answers, for `res_*` queries
+//! and programs' own DNS-over-TCP that the layer sends through the proxy.
+//!
 //! Each `Rig` method starts its server once and returns the same handle afterwards; the
 //! rig kills the processes on drop. Every start waits (bounded) until the server listens.
 
@@ -30,6 +34,11 @@ pub const HTTP_PORT: u16 = 8080;
 pub const ECHO_PORT: u16 = 7;
 pub const SSH_PORT: u16 = 22;
 pub const GIT_PORT: u16 = 9418;
+pub const DNS_PORT: u16 = 53;
+
+/// The one name [`Rig::dnsmasq`] answers (A [`TARGET_V4`], AAAA [`TARGET_V6`]); no
+/// `/etc/hosts` knows it, so an answer for it can only have come from that server.
+pub const DNS_ONLY_NAME: &str = "dns-only.test";
 
 /// The user the authenticating proxies accept (a system user for Dante).
 pub const PROXY_USER: &str = "laysockstest";
@@ -50,6 +59,7 @@ pub(crate) struct Servers {
     echo: OnceLock<EchoServer>,
     sshd: OnceLock<Sshd>,
     git: OnceLock<GitServer>,
+    dnsmasq: OnceLock<DnsServer>,
 }
 
 /// Which SOCKS5 server a [`Proxy`] is.
@@ -261,7 +271,88 @@ pub struct GitServer {
     pub readme: String,
 }
 
+/// `dnsmasq` in the target on 203.0.113.2:53 (UDP and TCP), authoritative for
+/// [`DNS_ONLY_NAME`] only, with no upstream (any other name is REFUSED).
+#[derive(Clone, Debug)]
+pub struct DnsServer {
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+/// One query [`DnsServer`] logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsQuery {
+    /// `A`, `AAAA`, …
+    pub qtype: String,
+    pub name: String,
+    /// The source address of the query (the proxy host's 203.0.113.1 when it came
+    /// through the proxy).
+    pub from: String,
+}
+
+impl DnsServer {
+    /// `203.0.113.2:53`, as `--dns-server` takes it.
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Every query logged so far, oldest first.
+    pub fn queries(&self) -> Vec<DnsQuery> {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter_map(parse_dnsmasq_query).collect()
+    }
+}
+
+/// `dnsmasq[PID]: query[A] NAME from ADDR`
+fn parse_dnsmasq_query(line: &str) -> Option<DnsQuery> {
+    let rest = &line[line.find("query[")? + "query[".len()..];
+    let (qtype, rest) = rest.split_once(']')?;
+    let mut it = rest.split_whitespace();
+    let name = it.next()?.to_string();
+    (it.next()? == "from").then_some(())?;
+    let from = it.next()?.to_string();
+    Some(DnsQuery {
+        qtype: qtype.to_string(),
+        name,
+        from,
+    })
+}
+
 impl Rig {
+    /// `dnsmasq` in the target on 203.0.113.2:53 (see [`DnsServer`]). The rig kills it
+    /// (its process group, by id) on drop.
+    pub fn dnsmasq(&self) -> DnsServer {
+        self.servers
+            .dnsmasq
+            .get_or_init(|| {
+                let bin = require("dnsmasq", "dnsmasq-base");
+                let mut cmd = Command::new(bin);
+                cmd.args([
+                    "--conf-file=/dev/null",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    &format!("--host-record={DNS_ONLY_NAME},{TARGET_V4},{TARGET_V6}"),
+                    &format!("--port={DNS_PORT}"),
+                    &format!("--listen-address={TARGET_V4}"),
+                    "--bind-interfaces",
+                    "--keep-in-foreground",
+                    "--log-facility=-",
+                    "--log-queries",
+                    "--user=root",
+                    "--group=root",
+                    "--pid-file=",
+                ]);
+                let i = self.spawn_server(self.target_ns(), "dnsmasq", cmd);
+                self.wait_listening(self.target_ns(), IpAddr::V4(TARGET_V4), DNS_PORT, Some(i));
+                DnsServer {
+                    addr: SocketAddr::new(TARGET_V4.into(), DNS_PORT),
+                    log: self.procs.lock().unwrap()[i].log.clone(),
+                }
+            })
+            .clone()
+    }
+
     /// `microsocks` without authentication on port 1080, on `::` (IPv4 and IPv6).
     pub fn microsocks(&self) -> Proxy {
         self.servers
