@@ -78,8 +78,11 @@ pub(crate) unsafe fn on_connect(
     // leak names (UDP does not go through the proxy yet): refused.
     match sysnet::socket_type(fd) {
         Ok(libc::SOCK_STREAM) => {}
-        Ok(libc::SOCK_DGRAM) if dns_datagram_refused(dest) => {
-            return Err(Errno(libc::ECONNREFUSED).into())
+        Ok(libc::SOCK_DGRAM) => {
+            return match crate::udp::datagram_refusal(dest) {
+                Some(e) => Err(e.into()),
+                None => Ok(Outcome::Passthrough),
+            }
         }
         _ => return Ok(Outcome::Passthrough),
     }
@@ -241,7 +244,7 @@ pub(crate) fn proxied_connect(
         if pipeline::wanted(&proxy) {
             let rtt = time::now_ms() - started;
             let patience = (time::now_ms() + pipeline::patience_ms(rtt)).min(deadline);
-            let mut d = Driver::new(fd, pipeline::engine(&target, true));
+            let mut d = Driver::for_target(fd, &target, true);
             match driver::run_to_completion(&mut d, started, patience) {
                 Ok(_) => return Ok(proxy),
                 Err(f) if pipeline::is_stall(&f) && time::now_ms() < deadline => {
@@ -255,7 +258,7 @@ pub(crate) fn proxied_connect(
                 Err(f) => return Err((Some(proxy), f)),
             }
         }
-        let mut d = Driver::new(fd, pipeline::engine(&target, false));
+        let mut d = Driver::for_target(fd, &target, false);
         driver::run_to_completion(&mut d, started, deadline).map_err(|f| (Some(proxy), f))?;
         Ok(proxy)
     })();
@@ -385,12 +388,12 @@ hook! {
     /// `sendto(2)`: only `MSG_FASTOPEN` calls concern the layer.
     fn sendto(fd: c_int, buf: *const libc::c_void, n: libc::size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> libc::ssize_t;
     // SAFETY: addr/len as the program passed them.
-    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_attention(fd) && !unsafe { crate::udp::to_dns_port(addr, len) };
+    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_attention(fd) && !unsafe { crate::udp::may_refuse(addr, len) };
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: the program's sendto arguments, with sendto(2)'s contract; the data is
     // sent unchanged, only without the destination and the Fast Open flag.
-    body: if unsafe { crate::udp::refuse_datagram(fd, addr, len) } {
-        Err(Errno(libc::ECONNREFUSED).into())
+    body: if let Some(e) = unsafe { crate::udp::refuse_datagram(fd, addr, len) } {
+        Err(e.into())
     } else if flags & libc::MSG_FASTOPEN == 0 { crate::io::gate(fd, flags) } else { unsafe {
         on_fastopen(fd, addr, len, || {
             laysocks_sys::real::sendto()(fd, buf, n, flags & !libc::MSG_FASTOPEN, std::ptr::null(), 0)
@@ -403,12 +406,12 @@ hook! {
     fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> libc::ssize_t;
     // SAFETY: msg is NULL or the program's msghdr, whose name has msg_namelen bytes.
     fast_path: (flags & libc::MSG_FASTOPEN == 0 || msg.is_null()) && !fdtable::needs_attention(fd)
-        && (msg.is_null() || !unsafe { crate::udp::to_dns_port((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) });
+        && (msg.is_null() || !unsafe { crate::udp::may_refuse((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) });
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: msg is non-null (fast path) and points to the program's msghdr, with
     // sendmsg(2)'s contract; the copy differs only in having no destination.
-    body: if !msg.is_null() && unsafe { crate::udp::refuse_datagram(fd, (*msg).msg_name as *const sockaddr, (*msg).msg_namelen) } {
-        Err(Errno(libc::ECONNREFUSED).into())
+    body: if let Some(e) = (!msg.is_null()).then(|| unsafe { crate::udp::refuse_datagram(fd, (*msg).msg_name as *const sockaddr, (*msg).msg_namelen) }).flatten() {
+        Err(e.into())
     } else if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::gate(fd, flags) } else { unsafe {
         let mut copy = *msg;
         copy.msg_name = std::ptr::null_mut();

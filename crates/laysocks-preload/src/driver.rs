@@ -30,6 +30,10 @@ pub enum Failure {
     Io(Errno),
     /// The proxy answered, but with a refusal or something that is not SOCKS5.
     Protocol(ProtoError),
+    /// The proxy could not reach a target given by name (remote DNS): most often the
+    /// name does not resolve on the proxy's side. A direct program would have failed
+    /// to resolve it; at connect time the nearest errno is `EHOSTUNREACH`.
+    NameUnreachable(ProtoError),
     /// The deadline passed first.
     Timeout { after_ms: u64 },
     /// The layer turned itself off after an internal error.
@@ -46,6 +50,7 @@ impl Failure {
             Failure::ProxyClosed => libc::ECONNRESET,
             Failure::Timeout { .. } => libc::ETIMEDOUT,
             Failure::LayerDisabled => libc::ECONNABORTED,
+            Failure::NameUnreachable(_) => libc::EHOSTUNREACH,
             Failure::Protocol(e) => match e.kind() {
                 K::ConnectionRefused => libc::ECONNREFUSED,
                 K::NetworkUnreachable => libc::ENETUNREACH,
@@ -68,6 +73,9 @@ impl Failure {
             Failure::ProxyClosed => "the proxy closed the connection during the SOCKS5 handshake".into(),
             Failure::Io(e) => format!("connection to the proxy failed during the handshake: {}", e.description()),
             Failure::Protocol(e) => format!("{e}"),
+            Failure::NameUnreachable(e) => format!(
+                "{e} (the name may not resolve on the proxy's side)"
+            ),
             Failure::Timeout { after_ms } => format!(
                 "no complete answer from the proxy within {:.1} s (raise --connect-timeout if the proxy is slow)",
                 *after_ms as f64 / 1000.0
@@ -92,11 +100,39 @@ pub enum Step {
 pub struct Driver {
     fd: c_int,
     engine: ClientHandshake,
+    /// The target is a name the proxy resolves (see [`Failure::NameUnreachable`]).
+    named: bool,
 }
 
 impl Driver {
     pub fn new(fd: c_int, engine: ClientHandshake) -> Self {
-        Driver { fd, engine }
+        Driver {
+            fd,
+            engine,
+            named: false,
+        }
+    }
+
+    /// A driver for `target`'s handshake (pipelined or not, see [`crate::pipeline`]).
+    pub fn for_target(fd: c_int, target: &TargetAddr, pipelined: bool) -> Self {
+        Driver {
+            fd,
+            engine: crate::pipeline::engine(target, pipelined),
+            named: matches!(target.host, laysocks_proto::Host::Domain(_)),
+        }
+    }
+
+    /// A refusal, as the program should see it. RFC 1928 §6 has "host unreachable"
+    /// (REP 4), but many servers (microsocks among them) answer a failed lookup with
+    /// "general failure" (REP 1); for a named target both mean the name led nowhere.
+    fn refusal(&self, e: ProtoError) -> Failure {
+        use laysocks_proto::ReplyCode as R;
+        match e {
+            ProtoError::Reply(R::GeneralFailure | R::HostUnreachable) if self.named => {
+                Failure::NameUnreachable(e)
+            }
+            e => Failure::Protocol(e),
+        }
     }
 
     /// Progress without blocking; see the module docs.
@@ -106,7 +142,7 @@ impl Driver {
         for _ in 0..64 {
             match self.engine.status() {
                 ClientStatus::Done(bound) => return Step::Done(bound),
-                ClientStatus::Failed(e) => return Step::Failed(Failure::Protocol(e)),
+                ClientStatus::Failed(e) => return Step::Failed(self.refusal(e)),
                 ClientStatus::NeedWrite => {
                     match send_nonblocking(self.fd, self.engine.pending_output()) {
                         Ok(n) => self.engine.consume_output(n),
@@ -121,7 +157,7 @@ impl Driver {
                         Ok(0) => return Step::Failed(Failure::ProxyClosed),
                         Ok(n) => {
                             if let Err(e) = self.engine.handle_input(&buf[..n]) {
-                                return Step::Failed(Failure::Protocol(e));
+                                return Step::Failed(self.refusal(e));
                             }
                         }
                         Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLIN),

@@ -263,7 +263,7 @@ fn drive(fd: c_int, p: &mut Pending) -> Result<i16, Result<(), Failure>> {
                         let rtt = time::now_ms() - p.started_ms;
                         p.fallback_at_ms = time::now_ms() + pipeline::patience_ms(rtt);
                     }
-                    Driver::new(fd, pipeline::engine(&p.target, pipelined))
+                    Driver::for_target(fd, &p.target, pipelined)
                 });
                 let stalled = p.fallback_at_ms != 0 && time::now_ms() >= p.fallback_at_ms;
                 let step = if stalled {
@@ -279,7 +279,7 @@ fn drive(fd: c_int, p: &mut Pending) -> Result<i16, Result<(), Failure>> {
                         // socket and run the ordinary one (same deadline), quietly.
                         pipeline::remember_refuser(proxy);
                         p.fallback_at_ms = 0;
-                        p.driver = Some(Driver::new(fd, pipeline::engine(&p.target, false)));
+                        p.driver = Some(Driver::for_target(fd, &p.target, false));
                         sysnet::disconnect(fd);
                         match sysnet::connect(fd, &proxy) {
                             Ok(()) => {}

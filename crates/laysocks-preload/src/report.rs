@@ -35,15 +35,35 @@ pub fn direct(cfg: &LayerConfig, dest: SocketAddr) {
     }
 }
 
-/// A proxied connect failed; the program gets `errno`.
+/// A proxied connect failed; the program gets `errno`. The same line again within a
+/// second is left out: a program trying a name's IPv4 and then its IPv6 placeholder,
+/// or retrying at once, gets one line per failure, not one per attempt.
 pub fn failed(cfg: &LayerConfig, target: &TargetAddr, failure: &Failure, errno: Errno) {
     if !cfg.quiet {
-        stderr::write_line(&format!(
+        let line = format!(
             "laysocks: connect to {target} via {} failed: {} ({errno})",
             cfg.proxy_label,
             failure.reason()
-        ));
+        );
+        if !repeated(&line) {
+            stderr::write_line(&line);
+        }
     }
+}
+
+/// Whether `line` is the one printed last, less than a second ago.
+fn repeated(line: &str) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_HASH: AtomicU64 = AtomicU64::new(0);
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let h = line
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let now = laysocks_sys::time::now_ms();
+    let same = LAST_HASH.swap(h, Ordering::Relaxed) == h
+        && now.saturating_sub(LAST_MS.load(Ordering::Relaxed)) < 1000;
+    LAST_MS.store(now, Ordering::Relaxed);
+    same
 }
 
 /// The layer refused something that would have gone around the proxy (`what` says what

@@ -2,8 +2,10 @@
 //! step); what this module does now is keep remote DNS leak-free: with names going to
 //! the proxy, a datagram to port 53 is a program's own resolver (c-ares, `dig`, a stub
 //! on 127.0.0.53) asking a name server directly, and is refused with `ECONNREFUSED`
-//! and one line on stderr. `connect()` of a UDP socket to port 53 is refused by the
-//! connect hook ([`crate::connect`]) for the same reason.
+//! and one line on stderr. A datagram to a placeholder address (QUIC to a remote name,
+//! say) has no real destination to go to and would leave the host for an unrouted
+//! range: refused with `EHOSTUNREACH`, so programs fall back to TCP. `connect()` of a
+//! UDP socket is checked by the connect hook ([`crate::connect`]) the same way.
 
 use libc::{c_int, c_uint, sockaddr, socklen_t};
 
@@ -13,41 +15,71 @@ use laysocks_sys::Errno;
 use crate::connect::{dns_datagram_refused, DNS_PORT};
 use crate::hook::{HookResult, OnPanic, Outcome};
 
-/// Whether `addr` names port 53 (cheap: the port sits at the same offset in
-/// `sockaddr_in` and `sockaddr_in6`).
+/// Whether a datagram to `addr` may have to be refused: port 53, or (with remote DNS)
+/// a placeholder. Cheap enough for every `sendto`: the port sits at the same offset in
+/// `sockaddr_in` and `sockaddr_in6`.
 ///
 /// # Safety
 /// `addr` is NULL or has `len` readable bytes.
 #[inline]
-pub unsafe fn to_dns_port(addr: *const sockaddr, len: socklen_t) -> bool {
+pub unsafe fn may_refuse(addr: *const sockaddr, len: socklen_t) -> bool {
     if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sockaddr_in>() {
         return false;
     }
     // SAFETY: at least a sockaddr_in's worth of readable bytes; read unaligned.
     let sin = unsafe { std::ptr::read_unaligned(addr as *const libc::sockaddr_in) };
-    (c_int::from(sin.sin_family) == libc::AF_INET || c_int::from(sin.sin_family) == libc::AF_INET6)
-        && u16::from_be(sin.sin_port) == DNS_PORT
-}
-
-/// Whether a datagram from `fd` to `addr` must be refused (see the module docs).
-///
-/// # Safety
-/// `addr` is NULL or has `len` readable bytes.
-pub unsafe fn refuse_datagram(fd: c_int, addr: *const sockaddr, len: socklen_t) -> bool {
-    // SAFETY: per the contract.
-    if !unsafe { to_dns_port(addr, len) } {
+    let family = c_int::from(sin.sin_family);
+    if family != libc::AF_INET && family != libc::AF_INET6 {
+        return false;
+    }
+    if u16::from_be(sin.sin_port) == DNS_PORT {
+        return true;
+    }
+    if !crate::layer::is_active() || crate::layer::dns().is_none() {
         return false;
     }
     // SAFETY: per the contract.
-    let Some(dest) = (unsafe { sysnet::read_sockaddr(addr, len) }) else {
-        return false;
-    };
-    matches!(sysnet::socket_type(fd), Ok(libc::SOCK_DGRAM)) && dns_datagram_refused(dest)
+    unsafe { sysnet::read_sockaddr(addr, len) }
+        .is_some_and(|d| crate::layer::dns().is_some_and(|dns| dns.map.is_placeholder(d.ip())))
+}
+
+/// The errno a datagram from `fd` to `addr` is refused with, if it must be (see the
+/// module docs).
+///
+/// # Safety
+/// `addr` is NULL or has `len` readable bytes.
+pub unsafe fn refuse_datagram(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Option<Errno> {
+    // SAFETY: per the contract.
+    if !unsafe { may_refuse(addr, len) } {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let dest = unsafe { sysnet::read_sockaddr(addr, len) }?;
+    if !matches!(sysnet::socket_type(fd), Ok(libc::SOCK_DGRAM)) {
+        return None;
+    }
+    datagram_refusal(dest)
+}
+
+/// Why a datagram to `dest` may not be sent, if it may not.
+pub fn datagram_refusal(dest: std::net::SocketAddr) -> Option<Errno> {
+    let dns = crate::layer::dns()?;
+    if dns.map.is_placeholder(dest.ip()) {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            crate::report::refused(
+                &crate::layer::get().config,
+                &format!("refused a UDP datagram to {dest}, a placeholder for a name only the proxy resolves (UDP is not proxied)"),
+            );
+        }
+        return Some(Errno(libc::EHOSTUNREACH));
+    }
+    dns_datagram_refused(dest).then_some(Errno(libc::ECONNREFUSED))
 }
 
 /// # Safety
 /// `msgs` has `n` readable entries.
-unsafe fn any_to_dns_port(msgs: *const libc::mmsghdr, n: c_uint) -> bool {
+unsafe fn any_may_refuse(msgs: *const libc::mmsghdr, n: c_uint) -> bool {
     if msgs.is_null() {
         return false;
     }
@@ -55,7 +87,7 @@ unsafe fn any_to_dns_port(msgs: *const libc::mmsghdr, n: c_uint) -> bool {
         // SAFETY: entry i of the program's array.
         let h = unsafe { &(*msgs.add(i)).msg_hdr };
         // SAFETY: the program's address of msg_namelen bytes.
-        unsafe { to_dns_port(h.msg_name as *const sockaddr, h.msg_namelen) }
+        unsafe { may_refuse(h.msg_name as *const sockaddr, h.msg_namelen) }
     })
 }
 
@@ -63,7 +95,7 @@ hook! {
     /// `sendmmsg(2)`: refused if a message is a DNS query that would leak.
     fn sendmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int) -> c_int;
     // SAFETY: the program's array of n messages.
-    fast_path: !unsafe { any_to_dns_port(msgs, n) };
+    fast_path: !unsafe { any_may_refuse(msgs, n) };
     on_panic: OnPanic::Fail(libc::ECONNREFUSED);
     // SAFETY: as above.
     body: unsafe { on_sendmmsg(fd, msgs, n) }
@@ -76,8 +108,10 @@ unsafe fn on_sendmmsg(fd: c_int, msgs: *const libc::mmsghdr, n: c_uint) -> HookR
         // SAFETY: entry i of the program's array.
         let h = unsafe { &(*msgs.add(i)).msg_hdr };
         // SAFETY: the program's address of msg_namelen bytes.
-        if unsafe { refuse_datagram(fd, h.msg_name as *const sockaddr, h.msg_namelen) } {
-            return Err(Errno(libc::ECONNREFUSED).into());
+        if let Some(e) =
+            unsafe { refuse_datagram(fd, h.msg_name as *const sockaddr, h.msg_namelen) }
+        {
+            return Err(e.into());
         }
     }
     Ok(Outcome::Passthrough)
