@@ -56,9 +56,9 @@ fn repeated(line: &str) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST_HASH: AtomicU64 = AtomicU64::new(0);
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    let h = line
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let h = line.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
     let now = laysocks_sys::time::now_ms();
     let same = LAST_HASH.swap(h, Ordering::Relaxed) == h
         && now.saturating_sub(LAST_MS.load(Ordering::Relaxed)) < 1000;

@@ -11,9 +11,11 @@
 //! Families for a remote name: IPv4 then IPv6 for `AF_UNSPEC` (IPv4 first: every
 //! program can use it, and the proxy reaches the target whatever it resolves to);
 //! `AI_ADDRCONFIG` narrows `AF_UNSPEC` to the one family that has a non-loopback address
-//! when only one has, as glibc does, but never makes a name unresolvable — in a network
+//! when only one has, and keeps both when neither has, as glibc does — so in a network
 //! namespace with only loopback (the proxy on 127.0.0.1) the name still resolves.
-//! `AF_INET6` with `AI_V4MAPPED | AI_ALL` adds the IPv4-mapped placeholder.
+//! With an explicit family, `AI_ADDRCONFIG` is glibc's own test (no address of that
+//! family: `EAI_NONAME`). `AF_INET6` with `AI_V4MAPPED | AI_ALL` adds the IPv4-mapped
+//! placeholder.
 //!
 //! Reverse lookups (`getnameinfo`, `gethostbyaddr`) of a placeholder give the name. Of
 //! any other address they would send a PTR query: unless `/etc/hosts` has the address,
@@ -128,7 +130,11 @@ unsafe fn on_getaddrinfo(
     let Some(slot) = dns.slot_for(&norm, layer::get().config.quiet) else {
         return Ok(Outcome::Done(libc::EAI_MEMORY));
     };
-    match placeholder_list(dns, slot, &norm, service, h) {
+    // The canonical name is the name as the program gave it (glibc gives the DNS
+    // canonical name, which only the proxy could know), without a final dot.
+    let given = name.to_bytes();
+    let given = given.strip_suffix(b".").unwrap_or(given);
+    match placeholder_list(dns, slot, given, service, h) {
         Ok(list) => {
             remember(list);
             // SAFETY: res is the program's out pointer.
@@ -169,12 +175,17 @@ fn placeholder_addrs(dns: &Dns, slot: u32, h: Hints) -> Vec<IpAddr> {
 fn placeholder_list(
     dns: &Dns,
     slot: u32,
-    norm: &[u8],
+    canon: &[u8],
     service: *const c_char,
     h: Hints,
 ) -> Result<*mut addrinfo, c_int> {
-    let keep =
-        h.flags & !(libc::AI_CANONNAME | libc::AI_ADDRCONFIG | libc::AI_V4MAPPED | libc::AI_ALL);
+    // An explicit family keeps AI_ADDRCONFIG, so glibc applies its own test (and in its
+    // order: before the service); for AF_UNSPEC the families were chosen above.
+    let mut drop = libc::AI_CANONNAME | libc::AI_V4MAPPED | libc::AI_ALL;
+    if h.family == libc::AF_UNSPEC {
+        drop |= libc::AI_ADDRCONFIG;
+    }
+    let keep = h.flags & !drop;
     let mut list: *mut addrinfo = std::ptr::null_mut();
     for ip in placeholder_addrs(dns, slot, h) {
         let text = std::ffi::CString::new(ip.to_string()).expect("no NUL in an address");
@@ -214,7 +225,7 @@ fn placeholder_list(
         }
     }
     // SAFETY: the list we just built and own.
-    if h.flags & libc::AI_CANONNAME != 0 && !unsafe { resolver::set_canonname(list, norm) } {
+    if h.flags & libc::AI_CANONNAME != 0 && !unsafe { resolver::set_canonname(list, canon) } {
         // SAFETY: as above.
         unsafe { resolver::free_list(list) };
         return Err(libc::EAI_MEMORY);
