@@ -199,23 +199,6 @@ fn route(dest: SocketAddr) -> Route {
 /// The DNS port (RFC 1035 §4.2).
 pub(crate) const DNS_PORT: u16 = 53;
 
-/// Whether a datagram to `dest` is a DNS query that remote DNS must stop (one line on
-/// stderr, once per process): UDP does not go through the proxy yet, and a program's own
-/// resolver (c-ares, dig, a stub resolver on loopback) would leak the name.
-pub(crate) fn dns_datagram_refused(dest: SocketAddr) -> bool {
-    if dest.port() != DNS_PORT || layer::dns().is_none() {
-        return false;
-    }
-    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        report::refused(
-            &layer::get().config,
-            &format!("refused a DNS query over UDP to {dest}: it would bypass the proxy (UDP is not proxied); this program has its own resolver: use --dns-server HOST with DNS over TCP, or --dns local"),
-        );
-    }
-    true
-}
-
 /// A blocking connect: connects `fd` to the proxy and runs the handshake for `target`
 /// inside the call; records the socket.
 pub(crate) fn proxied_connect(

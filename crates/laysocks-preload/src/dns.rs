@@ -3,8 +3,8 @@
 //! A name goes to the proxy unless it is local:
 //! - a numeric address (glibc's own reading of it: `127.1`, `fe80::1%eth0`);
 //! - `localhost` and `*.localhost` (RFC 6761 §6.3);
-//! - a name in `/etc/hosts` (read on each lookup, as glibc does; cached per thread
-//!   while the file is unchanged);
+//! - a name in `/etc/hosts` (cached per thread, checked for changes at most once a
+//!   second);
 //! - this machine's own host name (`gethostname`), which only the system can answer;
 //! - a name in the configured `direct_names` list, or under one of its entries.
 //!
@@ -168,20 +168,40 @@ fn parse_server(s: &str) -> Option<TargetAddr> {
 }
 
 fn is_own_hostname(norm: &[u8]) -> bool {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return false;
+    thread_local! {
+        // The host name and when it was read: looked up at most once a second per thread.
+        static OWN: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
     }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    !buf[..len].is_empty() && buf[..len].eq_ignore_ascii_case(norm)
+    let now = laysocks_sys::time::now_ms();
+    OWN.try_with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 == 0 || now.saturating_sub(c.0) >= FRESH_MS {
+            let mut buf = [0u8; 256];
+            // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+            let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+            let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            *c = (
+                now.max(1),
+                if ok { buf[..len].to_vec() } else { Vec::new() },
+            );
+        }
+        !c.1.is_empty() && c.1.eq_ignore_ascii_case(norm)
+    })
+    .unwrap_or(false)
 }
+
+/// How long a thread trusts what it read of `/etc/hosts` and the host name before
+/// checking again (glibc reads the file on every lookup; a second is as good for a
+/// person editing it, and saves two system calls per lookup).
+const FRESH_MS: u64 = 1000;
 
 // ---- /etc/hosts ----
 
-/// A thread's copy of `/etc/hosts`, with the identity it was read under.
+/// A thread's copy of `/etc/hosts`, with the identity it was read under and when that
+/// was last checked.
 struct HostsCache {
     key: (u64, i64, i64, i64),
+    checked_ms: u64,
     text: Vec<u8>,
 }
 
@@ -192,19 +212,33 @@ thread_local! {
 const HOSTS_PATH: &CStr = c"/etc/hosts";
 
 fn with_hosts<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-    // SAFETY: stat into a zeroed buffer with a NUL-terminated path.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::stat(HOSTS_PATH.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let key = (st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec);
+    let now = laysocks_sys::time::now_ms();
     HOSTS
         .try_with(|cell| {
             let mut c = cell.borrow_mut();
-            if c.as_ref().map(|h| h.key) != Some(key) {
-                let text = shm::read_file(HOSTS_PATH, 4 << 20)?;
-                *c = Some(HostsCache { key, text });
+            let fresh = c
+                .as_ref()
+                .is_some_and(|h| now.saturating_sub(h.checked_ms) < FRESH_MS);
+            if !fresh {
+                // SAFETY: stat into a zeroed buffer with a NUL-terminated path.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
+                if unsafe { libc::stat(HOSTS_PATH.as_ptr(), &mut st) } != 0 {
+                    *c = None;
+                    return None;
+                }
+                let key = (st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec);
+                match c.as_mut() {
+                    Some(h) if h.key == key => h.checked_ms = now,
+                    _ => {
+                        let text = shm::read_file(HOSTS_PATH, 4 << 20)?;
+                        *c = Some(HostsCache {
+                            key,
+                            checked_ms: now,
+                            text,
+                        });
+                    }
+                }
             }
             c.as_ref().map(|h| f(&h.text))
         })

@@ -39,18 +39,27 @@ use crate::layer;
 
 // ---- the lists we hand out ----
 
-/// Heads of the lists this layer returned and the program has not freed yet.
-static OURS: SpinLock<BTreeSet<usize>> = SpinLock::new(BTreeSet::new());
+/// Heads of the lists this layer returned and the program has not freed yet, sharded
+/// by address so that threads resolving at once rarely meet on a lock (the name table
+/// itself takes none).
+const SHARDS: usize = 32;
+static OURS: [SpinLock<BTreeSet<usize>>; SHARDS] =
+    [const { SpinLock::new(BTreeSet::new()) }; SHARDS];
 static OURS_LIVE: AtomicUsize = AtomicUsize::new(0);
 
+fn shard(list: *mut addrinfo) -> &'static SpinLock<BTreeSet<usize>> {
+    // malloc blocks are 16-byte aligned: the bits above those spread the lists.
+    &OURS[(list as usize >> 4) % SHARDS]
+}
+
 fn remember(list: *mut addrinfo) {
-    OURS.with(|s| s.insert(list as usize));
+    shard(list).with(|s| s.insert(list as usize));
     OURS_LIVE.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Whether `list` is one of ours; forgets it if so.
 fn take_ours(list: *mut addrinfo) -> bool {
-    let was = OURS.with(|s| s.remove(&(list as usize)));
+    let was = shard(list).with(|s| s.remove(&(list as usize)));
     if was {
         OURS_LIVE.fetch_sub(1, Ordering::Relaxed);
     }
@@ -58,11 +67,11 @@ fn take_ours(list: *mut addrinfo) -> bool {
 }
 
 pub(crate) fn lock_for_fork() {
-    OURS.lock();
+    OURS.iter().for_each(|s| s.lock());
 }
 
 pub(crate) fn unlock_after_fork() {
-    OURS.unlock();
+    OURS.iter().for_each(|s| s.unlock());
 }
 
 hook! {

@@ -12,7 +12,7 @@ use libc::{c_int, c_uint, sockaddr, socklen_t};
 use laysocks_sys::net as sysnet;
 use laysocks_sys::Errno;
 
-use crate::connect::{dns_datagram_refused, DNS_PORT};
+use crate::connect::DNS_PORT;
 use crate::hook::{HookResult, OnPanic, Outcome};
 
 /// Whether a datagram to `addr` may have to be refused: port 53, or (with remote DNS)
@@ -115,4 +115,21 @@ unsafe fn on_sendmmsg(fd: c_int, msgs: *const libc::mmsghdr, n: c_uint) -> HookR
         }
     }
     Ok(Outcome::Passthrough)
+}
+
+/// Whether a datagram to `dest` is a DNS query that remote DNS must stop (one line on
+/// stderr, once per process): UDP does not go through the proxy yet, and a program's own
+/// resolver (c-ares, dig, a stub resolver on loopback) would leak the name.
+fn dns_datagram_refused(dest: std::net::SocketAddr) -> bool {
+    if dest.port() != DNS_PORT || crate::layer::dns().is_none() {
+        return false;
+    }
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::report::refused(
+            &crate::layer::get().config,
+            &format!("refused a DNS query over UDP to {dest}: it would bypass the proxy (UDP is not proxied); this program has its own resolver: use --dns-server HOST with DNS over TCP, or --dns local"),
+        );
+    }
+    true
 }
