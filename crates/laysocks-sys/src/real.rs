@@ -413,17 +413,9 @@ mod fallback {
         no_resolver();
         libc::EAI_SYSTEM
     }
-    pub unsafe extern "C" fn freeaddrinfo(mut ai: *mut libc::addrinfo) {
-        // SAFETY: a list built the glibc way: each node (with its address) one malloc
-        // block, the canonical name another.
-        unsafe {
-            while !ai.is_null() {
-                let next = (*ai).ai_next;
-                libc::free((*ai).ai_canonname.cast());
-                libc::free(ai.cast());
-                ai = next;
-            }
-        }
+    pub unsafe extern "C" fn freeaddrinfo(ai: *mut libc::addrinfo) {
+        // SAFETY: the caller hands over a list built the glibc way.
+        unsafe { crate::resolver::freeaddrinfo_glibc_layout(ai) }
     }
     pub unsafe extern "C" fn getnameinfo(
         _: *const sockaddr,
