@@ -74,16 +74,11 @@ pub(crate) unsafe fn on_connect(
         }
     };
     // Only stream sockets over TCP (or MPTCP). Errors such as ENOTSOCK or EBADF are
-    // left for the real connect to report. A datagram socket aimed at a DNS server would
-    // leak names (UDP does not go through the proxy yet): refused.
+    // left for the real connect to report. Datagram sockets get a UDP ASSOCIATE session
+    // ([`crate::udp`]).
     match sysnet::socket_type(fd) {
         Ok(libc::SOCK_STREAM) => {}
-        Ok(libc::SOCK_DGRAM) => {
-            return match crate::udp::datagram_refusal(dest) {
-                Some(e) => Err(e.into()),
-                None => Ok(Outcome::Passthrough),
-            }
-        }
+        Ok(libc::SOCK_DGRAM) => return crate::udp::on_connect(fd, dest),
         _ => return Ok(Outcome::Passthrough),
     }
     match sysnet::socket_protocol(fd) {
@@ -100,7 +95,7 @@ pub(crate) unsafe fn on_connect(
             return r.map(|()| Outcome::Done(0)).map_err(Into::into);
         }
     }
-    let (target, shown) = match route(dest) {
+    let (target, shown) = match route(dest, "TCP") {
         Route::Direct => {
             fdtable::forget(fd);
             report::direct(&layer.config, dest);
@@ -134,7 +129,7 @@ pub(crate) unsafe fn on_connect(
 }
 
 /// Where a TCP connect goes.
-enum Route {
+pub(crate) enum Route {
     Direct,
     /// Through the proxy to `target`; `shown` is what `getpeername` reports if it is
     /// not the target itself.
@@ -149,7 +144,7 @@ enum Route {
 /// name; a DNS server that would be reached directly (the local stub resolver on
 /// 127.0.0.53, an excluded network) is replaced by `dns_server` through the proxy, or
 /// refused; other direct destinations go direct; everything else through the proxy.
-fn route(dest: SocketAddr) -> Route {
+pub(crate) fn route(dest: SocketAddr, proto: &str) -> Route {
     let cfg = &layer::get().config;
     if let Some(dns) = layer::dns() {
         if dns.map.is_placeholder(dest.ip()) {
@@ -180,7 +175,7 @@ fn route(dest: SocketAddr) -> Route {
                 None => {
                     report::refused(
                         cfg,
-                        &format!("refused DNS over TCP to {dest}: it would bypass the proxy; set dns_server (--dns-server HOST) to send it through the proxy, or use --dns local"),
+                        &format!("refused DNS over {proto} to {dest}: it would bypass the proxy; set dns_server (--dns-server HOST) to send it through the proxy, or use --dns local"),
                     );
                     Route::Refuse(Errno(libc::ECONNREFUSED))
                 }
@@ -301,7 +296,7 @@ pub(crate) fn candidates(fd: c_int, family: c_int) -> Vec<SocketAddr> {
 
 /// The kernel's blocking connect to the proxy, bounded by the deadline. Tries each
 /// usable proxy address in turn; returns the one reached.
-fn connect_to_proxy(
+pub(crate) fn connect_to_proxy(
     fd: c_int,
     family: c_int,
     app_sndtimeo: u64,
@@ -371,13 +366,11 @@ hook! {
     /// `sendto(2)`: only `MSG_FASTOPEN` calls concern the layer.
     fn sendto(fd: c_int, buf: *const libc::c_void, n: libc::size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> libc::ssize_t;
     // SAFETY: addr/len as the program passed them.
-    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_attention(fd) && !unsafe { crate::udp::may_refuse(addr, len) };
+    fast_path: flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_data_hooks(fd) && unsafe { crate::udp::goes_direct(addr, len) };
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
-    // SAFETY: the program's sendto arguments, with sendto(2)'s contract; the data is
-    // sent unchanged, only without the destination and the Fast Open flag.
-    body: if let Some(e) = unsafe { crate::udp::refuse_datagram(fd, addr, len) } {
-        Err(e.into())
-    } else if flags & libc::MSG_FASTOPEN == 0 { crate::io::gate(fd, flags) } else { unsafe {
+    // SAFETY: the program's sendto arguments, with sendto(2)'s contract; with Fast Open
+    // the data is sent unchanged, only without the destination and the flag.
+    body: if flags & libc::MSG_FASTOPEN == 0 { unsafe { crate::udp::on_sendto(fd, buf, n, flags, addr, len) } } else { unsafe {
         on_fastopen(fd, addr, len, || {
             laysocks_sys::real::sendto()(fd, buf, n, flags & !libc::MSG_FASTOPEN, std::ptr::null(), 0)
         })
@@ -385,17 +378,15 @@ hook! {
 }
 
 hook! {
-    /// `sendmsg(2)`: only `MSG_FASTOPEN` calls concern the layer.
+    /// `sendmsg(2)`: datagrams of UDP sessions, and `MSG_FASTOPEN`.
     fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> libc::ssize_t;
     // SAFETY: msg is NULL or the program's msghdr, whose name has msg_namelen bytes.
-    fast_path: (flags & libc::MSG_FASTOPEN == 0 || msg.is_null()) && !fdtable::needs_attention(fd)
-        && (msg.is_null() || !unsafe { crate::udp::may_refuse((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) });
+    fast_path: msg.is_null() || (flags & libc::MSG_FASTOPEN == 0 && !fdtable::needs_data_hooks(fd)
+        && unsafe { crate::udp::goes_direct((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) });
     on_panic: OnPanic::Fail(libc::ECONNABORTED);
     // SAFETY: msg is non-null (fast path) and points to the program's msghdr, with
-    // sendmsg(2)'s contract; the copy differs only in having no destination.
-    body: if let Some(e) = (!msg.is_null()).then(|| unsafe { crate::udp::refuse_datagram(fd, (*msg).msg_name as *const sockaddr, (*msg).msg_namelen) }).flatten() {
-        Err(e.into())
-    } else if flags & libc::MSG_FASTOPEN == 0 || msg.is_null() { crate::io::gate(fd, flags) } else { unsafe {
+    // sendmsg(2)'s contract; the Fast Open copy differs only in having no destination.
+    body: if flags & libc::MSG_FASTOPEN == 0 { unsafe { crate::udp::on_sendmsg(fd, &*msg, flags) } } else { unsafe {
         let mut copy = *msg;
         copy.msg_name = std::ptr::null_mut();
         copy.msg_namelen = 0;

@@ -48,11 +48,16 @@ pub mod kind {
     pub const ESTABLISHED: u8 = 1;
     /// An epoll instance with registrations we track (its `close` must be seen).
     pub const EPOLL: u8 = 2;
+    /// A UDP socket with a SOCKS5 UDP ASSOCIATE session: its datagrams are wrapped and
+    /// unwrapped by the data hooks; readiness is the kernel's.
+    pub const UDP: u8 = 3;
     /// A non-blocking connect whose handshake is still running.
-    pub const PENDING: u8 = 3;
+    pub const PENDING: u8 = 4;
     /// A handshake that failed and whose errno the program has not collected yet.
-    pub const FAILED: u8 = 4;
-    /// Kinds at or above this need the data and readiness hooks' attention.
+    pub const FAILED: u8 = 5;
+    /// Kinds at or above this need the data hooks.
+    pub const DATA: u8 = UDP;
+    /// Kinds at or above this need the readiness hooks' attention.
     pub const ATTENTION: u8 = PENDING;
 }
 
@@ -86,6 +91,8 @@ pub enum SocketState {
     /// The handshake failed with `errno`, which the program will get once, from
     /// `SO_ERROR`, a second `connect()` or its first data call.
     Failed { errno: Errno },
+    /// A UDP socket whose datagrams go through a UDP ASSOCIATE session.
+    Udp(Box<crate::udp::Assoc>),
 }
 
 impl SocketState {
@@ -94,6 +101,7 @@ impl SocketState {
             SocketState::Pending(_) => kind::PENDING,
             SocketState::Established { .. } => kind::ESTABLISHED,
             SocketState::Failed { .. } => kind::FAILED,
+            SocketState::Udp(_) => kind::UDP,
         }
     }
 }
@@ -124,6 +132,12 @@ pub fn is_ours(fd: c_int) -> bool {
 #[inline(always)]
 pub fn needs_attention(fd: c_int) -> bool {
     kind_of(fd) >= kind::ATTENTION
+}
+
+/// Does this fd need the data hooks (a UDP session, or needs attention)?
+#[inline(always)]
+pub fn needs_data_hooks(fd: c_int) -> bool {
+    kind_of(fd) >= kind::DATA
 }
 
 /// Whether any fd in the process needs attention (cheap check for epoll results).
@@ -282,6 +296,18 @@ pub fn duplicate(old: c_int, new: c_int) {
                     connect_reported: true,
                 },
             }),
+            // The duplicate shares the kernel socket, so it shares the session too.
+            Some(Socket {
+                inode,
+                family,
+                shown,
+                state: SocketState::Udp(a),
+            }) => Some(Socket {
+                inode: *inode,
+                family: *family,
+                shown: *shown,
+                state: SocketState::Udp(a.clone()),
+            }),
             _ => None,
         };
         match copy {
@@ -325,6 +351,7 @@ pub fn lookup_peer(fd: c_int) -> Option<(c_int, Option<SocketAddr>)> {
     with(fd, |s| {
         let peer = match &s.state {
             SocketState::Established { target, .. } => s.shown.or(target.to_socket_addr()),
+            SocketState::Udp(a) => a.peer.map(|(_, shown)| shown),
             _ => None,
         };
         (s.family, peer)

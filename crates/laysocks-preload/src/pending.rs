@@ -180,6 +180,8 @@ fn step(fd: c_int, sock: &mut Socket) -> (Observed, Option<Transition>) {
         SocketState::Pending(p) => p,
         SocketState::Established { .. } => return (Observed::Established, None),
         SocketState::Failed { errno } => return (Observed::Failed(*errno), None),
+        // A UDP session is not a handshake: nothing to advance or wait for.
+        SocketState::Udp(_) => return (Observed::NotOurs, None),
     };
     let outcome = drive(fd, p);
     match outcome {

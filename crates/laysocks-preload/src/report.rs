@@ -70,6 +70,33 @@ fn repeated(line: &str) -> bool {
 /// and what to do instead).
 pub fn refused(cfg: &LayerConfig, what: &str) {
     if !cfg.quiet {
-        stderr::write_line(&format!("laysocks: {what}"));
+        let line = format!("laysocks: {what}");
+        if !repeated(&line) {
+            stderr::write_line(&line);
+        }
+    }
+}
+
+/// A UDP ASSOCIATE session could not be opened; the datagram fails with `errno`.
+pub fn udp_failed(
+    cfg: &LayerConfig,
+    target: &TargetAddr,
+    failure: &Failure,
+    errno: Errno,
+    unsupported: bool,
+) {
+    if !cfg.quiet {
+        let why = if unsupported {
+            "the proxy does not support UDP ASSOCIATE (it answered \"command not supported\"); use a proxy that relays UDP, such as Dante".to_string()
+        } else {
+            failure.reason()
+        };
+        let line = format!(
+            "laysocks: UDP to {target} via {} failed: {why} ({errno})",
+            cfg.proxy_label
+        );
+        if !repeated(&line) {
+            stderr::write_line(&line);
+        }
     }
 }

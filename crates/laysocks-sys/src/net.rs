@@ -340,6 +340,113 @@ pub fn inode(fd: c_int) -> SysResult<u64> {
     Ok(st.st_ino)
 }
 
+/// What [`recv_datagram`] received.
+pub struct Received {
+    /// Bytes of the datagram (its full length with `MSG_TRUNC`, even if more than fit).
+    pub len: usize,
+    /// Who sent it, if the kernel said.
+    pub from: Option<SocketAddr>,
+    /// The kernel's `msg_flags` (`MSG_TRUNC`, `MSG_CTRUNC`…).
+    pub flags: c_int,
+    /// How much ancillary data was written to the control buffer.
+    pub control_len: usize,
+}
+
+/// One `sendmsg` of `buf` to `dest` (or the connected peer), with the caller's flags
+/// and (optionally) its ancillary data.
+pub fn send_datagram(
+    fd: c_int,
+    buf: &[u8],
+    dest: Option<&SocketAddr>,
+    flags: c_int,
+    control: Option<(*mut c_void, usize)>,
+) -> SysResult<usize> {
+    let (ss, len) = match dest {
+        Some(d) => to_storage(d),
+        // SAFETY: sockaddr_storage is plain data.
+        None => (unsafe { zeroed() }, 0),
+    };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; the fields set below are all it needs.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    if dest.is_some() {
+        msg.msg_name = &ss as *const _ as *mut c_void;
+        msg.msg_namelen = len;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some((p, n)) = control {
+        msg.msg_control = p;
+        msg.msg_controllen = n;
+    }
+    // SAFETY: msg points at live buffers for the duration of the call; the control
+    // buffer is the caller's, of n bytes.
+    let n = unsafe { real::sendmsg()(fd, &msg, flags) };
+    if n < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One `recvmsg` into `buf`, with the caller's flags and (optionally) its ancillary-data
+/// buffer, so that control messages reach the program unchanged.
+pub fn recv_datagram(
+    fd: c_int,
+    buf: &mut [u8],
+    flags: c_int,
+    control: Option<(*mut c_void, usize)>,
+) -> SysResult<Received> {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut ss: sockaddr_storage = unsafe { zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = &mut ss as *mut _ as *mut c_void;
+    msg.msg_namelen = size_of::<sockaddr_storage>() as socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some((p, n)) = control {
+        msg.msg_control = p;
+        msg.msg_controllen = n;
+    }
+    // SAFETY: msg points at live buffers; the control buffer is the caller's, of n bytes.
+    let n = unsafe { real::recvmsg()(fd, &mut msg, flags) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel wrote msg_namelen bytes of address into ss.
+    let from = unsafe { read_sockaddr(&ss as *const _ as *const sockaddr, msg.msg_namelen) };
+    Ok(Received {
+        len: n as usize,
+        from,
+        flags: msg.msg_flags,
+        control_len: if control.is_some() {
+            msg.msg_controllen
+        } else {
+            0
+        },
+    })
+}
+
+/// The socket's local address.
+pub fn local_addr(fd: c_int) -> SysResult<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut ss: sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<sockaddr_storage>() as socklen_t;
+    // SAFETY: ss is a buffer of len bytes; getsockname is not hooked.
+    check(unsafe { libc::getsockname(fd, &mut ss as *mut _ as *mut sockaddr, &mut len) })?;
+    // SAFETY: the kernel wrote len bytes of address.
+    unsafe { read_sockaddr(&ss as *const _ as *const sockaddr, len) }
+        .ok_or(Errno(libc::EAFNOSUPPORT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

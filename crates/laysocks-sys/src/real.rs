@@ -92,6 +92,7 @@ real_functions! {
     epoll_pwait: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int = fallback::epoll_pwait;
     epoll_pwait2: fn(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int = fallback::epoll_pwait2;
     sendmmsg: fn(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int) -> c_int = fallback::sendmmsg;
+    recvmmsg: fn(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int, timeout: *mut libc::timespec) -> c_int = fallback::recvmmsg;
     // The resolver API (DESIGN §4). Its fallbacks report failure: there is no system
     // call that resolves a name.
     getaddrinfo: fn(node: *const libc::c_char, service: *const libc::c_char, hints: *const libc::addrinfo, res: *mut *mut libc::addrinfo) -> c_int = fallback::getaddrinfo;
@@ -398,6 +399,17 @@ mod fallback {
     ) -> c_int {
         // SAFETY: the caller's messages, passed through unchanged.
         unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int }
+    }
+
+    pub unsafe extern "C" fn recvmmsg(
+        fd: c_int,
+        msgs: *mut libc::mmsghdr,
+        n: c_uint,
+        flags: c_int,
+        timeout: *mut libc::timespec,
+    ) -> c_int {
+        // SAFETY: the caller's messages and timeout, passed through unchanged.
+        unsafe { libc::syscall(libc::SYS_recvmmsg, fd, msgs, n, flags, timeout) as c_int }
     }
 
     // Resolver fallbacks: only reached if libc lacks the symbol, so failing is honest.
