@@ -20,6 +20,8 @@
 //! - The handshake is blocking, once per socket (under the connect timeout), also for a
 //!   non-blocking socket: UDP has no "in progress" a program would wait for.
 //!
+//! Multicast and broadcast datagrams stay on the local links (direct), like loopback.
+//!
 //! Refusals: a proxy without UDP ASSOCIATE (microsocks) makes the send fail with
 //! `ECONNREFUSED` and one line on stderr; so does an unknown placeholder. A DNS server
 //! that would be reached directly (127.0.0.53) is replaced by `dns_server` through the
@@ -112,7 +114,16 @@ pub unsafe fn goes_direct(addr: *const sockaddr, len: socklen_t) -> bool {
     let cfg = &layer::get().config;
     let dns_sensitive = layer::dns().is_some_and(|d| d.map.is_placeholder(dest.ip()))
         || (dest.port() == DNS_PORT && layer::dns().is_some());
-    !dns_sensitive && cfg.is_direct(dest)
+    !dns_sensitive && (cfg.is_direct(dest) || is_local_only(dest))
+}
+
+/// Multicast and broadcast: meaningful only on this machine's own links (mDNS, SSDP,
+/// DHCP), not something a relay elsewhere could deliver. They go direct.
+fn is_local_only(dest: SocketAddr) -> bool {
+    match laysocks_config::net::canonical(dest.ip()) {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_multicast(),
+    }
 }
 
 // ---- sessions ----
@@ -288,6 +299,7 @@ fn destination(
     dest: Option<SocketAddr>,
 ) -> Result<Option<(TargetAddr, SocketAddr)>, Errno> {
     match dest {
+        Some(d) if is_local_only(d) => Ok(None),
         Some(d) => match connect::route(d, "UDP") {
             Route::Direct => Ok(None),
             Route::Refuse(e) => Err(e),
@@ -415,7 +427,12 @@ fn remember(fd: c_int, target: TargetAddr, shown: SocketAddr) {
 /// `connect()` of a datagram socket: a proxied destination opens the session now and
 /// becomes the socket's peer.
 pub fn on_connect(fd: c_int, dest: SocketAddr) -> HookResult<c_int> {
-    match connect::route(dest, "UDP") {
+    let route = if is_local_only(dest) {
+        Route::Direct
+    } else {
+        connect::route(dest, "UDP")
+    };
+    match route {
         Route::Direct => {
             fdtable::forget(fd);
             Ok(Outcome::Passthrough)
