@@ -723,7 +723,7 @@ hook! {
 
 /// # Safety
 /// `msgs` has `n` readable entries.
-unsafe fn all_direct(msgs: *const libc::mmsghdr, n: c_uint) -> bool {
+pub(crate) unsafe fn all_direct(msgs: *const libc::mmsghdr, n: c_uint) -> bool {
     msgs.is_null()
         || (0..n as usize).all(|i| {
             // SAFETY: entry i of the program's array.
@@ -735,7 +735,7 @@ unsafe fn all_direct(msgs: *const libc::mmsghdr, n: c_uint) -> bool {
 
 /// # Safety
 /// `msgs` has `n` entries, as for sendmmsg(2).
-unsafe fn on_sendmmsg(
+pub(crate) unsafe fn on_sendmmsg(
     fd: c_int,
     msgs: *mut libc::mmsghdr,
     n: c_uint,
@@ -785,7 +785,7 @@ hook! {
 
 /// # Safety
 /// `msgs` has `n` entries, as for recvmmsg(2).
-unsafe fn on_recvmmsg(
+pub(crate) unsafe fn on_recvmmsg(
     fd: c_int,
     msgs: *mut libc::mmsghdr,
     n: c_uint,

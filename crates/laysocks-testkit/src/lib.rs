@@ -26,6 +26,7 @@ pub mod fault;
 pub mod netns;
 pub mod relay;
 pub mod servers;
+pub mod udpwatch;
 pub mod util;
 
 pub use cprog::{compile_c, compile_c_with, probe};
@@ -38,7 +39,8 @@ pub use netns::{
 pub use relay::DelayRelay;
 pub use servers::{
     big_body, DnsQuery, DnsServer, EchoServer, GitServer, HttpServer, Proxy, ProxyKind, Sshd,
-    BIG_LEN, DANTED_PORT, DNS_ONLY_NAME, DNS_PORT, ECHO_PORT, GIT_PORT, HELLO_BODY, HTTP_PORT,
-    MICROSOCKS_AUTH_PORT, MICROSOCKS_PORT, PROXY_PASS, PROXY_USER, SSH_PORT,
+    UdpEchoServer, BIG_LEN, DANTED_PORT, DNS_ONLY_NAME, DNS_PORT, ECHO_PORT, GIT_PORT, HELLO_BODY,
+    HTTP_PORT, MICROSOCKS_AUTH_PORT, MICROSOCKS_PORT, PROXY_PASS, PROXY_USER, SSH_PORT,
 };
+pub use udpwatch::{UdpWatch, UdpWatchCounts};
 pub use util::{laysocks_bin, python3, require, run_bounded, Run, TempDir};

@@ -470,10 +470,15 @@ impl Rig {
         let now = self.leak_counters();
         *self.baseline.lock().unwrap() = now;
         self.dns_names.lock().unwrap().clear();
+        if let Some(w) = self.udp_watch_if_started() {
+            w.reset();
+        }
     }
 
     /// `Err(description)` when the client tried to reach anything but the proxy host
-    /// since the baseline (rig creation or the last [`Rig::reset_leak_baseline`]).
+    /// since the baseline (rig creation or the last [`Rig::reset_leak_baseline`]). Once
+    /// [`Rig::udp_watch`] runs, that includes any outgoing UDP packet that is not a
+    /// SOCKS5-wrapped datagram to the proxy host.
     pub fn check_no_leak(&self) -> Result<(), String> {
         let before = *self.baseline.lock().unwrap();
         let now = self.leak_counters();
@@ -500,6 +505,11 @@ impl Rig {
                 "{} DNS query(ies) to the client's resolver {CLIENT_RESOLVER} ({names})",
                 now.dns_queries - before.dns_queries
             ));
+        }
+        if let Some(w) = self.udp_watch_if_started() {
+            if let Err(e) = w.check() {
+                what.push(e);
+            }
         }
         if what.is_empty() {
             Ok(())

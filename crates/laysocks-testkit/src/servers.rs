@@ -4,8 +4,10 @@
 //! with user/pass) and Dante's `danted` (username auth against a system user). The target
 //! runs an HTTP server (python3's `http.server`, which on `::` is dual-stack), a TCP echo
 //! server (in-process, so it can report the peer address it saw: the proxy host's, which
-//! proves the connection came through the proxy), `sshd`, and `git daemon`; the HTTP
-//! server also serves a bare git repository for the dumb HTTP protocol.
+//! proves the connection came through the proxy), a UDP echo server on the same port
+//! (in-process too, recording the sources of the datagrams it echoed), `sshd`, and
+//! `git daemon`; the HTTP server also serves a bare git repository for the dumb HTTP
+//! protocol.
 //!
 //! The target can also run `dnsmasq` ([`Rig::dnsmasq`]), a real DNS server (UDP and TCP)
 //! that knows only [`DNS_ONLY_NAME`] and logs every query it answers, for `res_*` queries
@@ -16,7 +18,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +62,8 @@ pub(crate) struct Servers {
     sshd: OnceLock<Sshd>,
     git: OnceLock<GitServer>,
     dnsmasq: OnceLock<DnsServer>,
+    udp_echo: OnceLock<UdpEchoServer>,
+    pub(crate) udp_watch: OnceLock<crate::udpwatch::UdpWatch>,
 }
 
 /// Which SOCKS5 server a [`Proxy`] is.
@@ -205,6 +209,58 @@ impl EchoServer {
             assert!(
                 ip == IpAddr::V4(crate::PROXY_OUT_V4) || ip == IpAddr::V6(crate::PROXY_OUT_V6),
                 "the echo server saw a connection from {p}, not from the proxy host: {peers:?}"
+            );
+        }
+    }
+
+    /// `203.0.113.2:7`
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(TARGET_V4.into(), self.port)
+    }
+
+    /// `[2001:db8:2::2]:7`
+    pub fn addr_v6(&self) -> SocketAddr {
+        SocketAddr::new(TARGET_V6.into(), self.port)
+    }
+}
+
+/// The UDP echo server in the target on `[::]:7` (dual-stack, in-process): every datagram
+/// goes back to its sender unchanged. It records the distinct source addresses it saw, so
+/// a test can check that datagrams came from the proxy host's relay (203.0.113.1 or
+/// 2001:db8:2::1) and not from the client, and how many datagrams it echoed.
+#[derive(Clone, Debug)]
+pub struct UdpEchoServer {
+    pub port: u16,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl UdpEchoServer {
+    /// Every distinct source address seen so far, in order of first appearance
+    /// (IPv4-mapped sources are shown as IPv4).
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+
+    /// How many datagrams it has received (and echoed) so far.
+    pub fn datagrams(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Panics unless every datagram came from the proxy host (203.0.113.1 or
+    /// 2001:db8:2::1) and there was at least one.
+    #[track_caller]
+    pub fn assert_peers_are_proxy(&self) {
+        let peers = self.peers();
+        assert!(
+            !peers.is_empty(),
+            "the UDP echo server saw no datagram at all"
+        );
+        for p in &peers {
+            assert!(
+                p.ip() == IpAddr::V4(crate::PROXY_OUT_V4)
+                    || p.ip() == IpAddr::V6(crate::PROXY_OUT_V6),
+                "the UDP echo server saw a datagram from {p}, not from the proxy host: {peers:?}"
             );
         }
     }
@@ -412,6 +468,11 @@ impl Rig {
                 ensure_proxy_user();
                 let conf = self.dir().join("danted.conf");
                 // Rules: `0/0` matches IPv4 and IPv6, so a v6 client may reach a v4 target.
+                // The commands are Dante's default, spelled out because tests/udp.rs
+                // relies on UDP ASSOCIATE (`udpassociate`, and `udpreply` for the
+                // target's answers). The relay's address family follows the request's
+                // ATYP: an IPv4 request gets a relay on 198.51.100.1 even on a control
+                // connection to 2001:db8:1::1.
                 let text = format!(
                     "logoutput: stderr\n\
                      internal: {PROXY_V4} port = {DANTED_PORT}\n\
@@ -422,7 +483,8 @@ impl Rig {
                      user.privileged: root\n\
                      user.unprivileged: nobody\n\
                      client pass {{ from: 0/0 to: 0/0 }}\n\
-                     socks pass {{ from: 0/0 to: 0/0 }}\n"
+                     socks pass {{ from: 0/0 to: 0/0 \
+                     command: bind connect udpassociate bindreply udpreply }}\n"
                 );
                 fs::write(&conf, text).expect("write danted.conf");
                 let mut cmd = Command::new(bin);
@@ -496,6 +558,37 @@ impl Rig {
                 EchoServer {
                     port: ECHO_PORT,
                     peers,
+                }
+            })
+            .clone()
+    }
+
+    /// The UDP echo server in the target on `[::]:7` (see [`UdpEchoServer`]).
+    pub fn udp_echo(&self) -> UdpEchoServer {
+        self.servers
+            .udp_echo
+            .get_or_init(|| {
+                let peers = Arc::new(Mutex::new(Vec::new()));
+                let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let stop = Arc::new(AtomicBool::new(false));
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (p2, c2, s2) = (peers.clone(), count.clone(), stop.clone());
+                let h = spawn_in_netns(self.target_ns(), "udp-echo-server", move || {
+                    let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, ECHO_PORT))
+                        .expect("bind the UDP echo server");
+                    crate::udpwatch::set_buffers(&sock, 8 << 20);
+                    sock.set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    tx.send(()).unwrap();
+                    udp_echo_loop(&sock, &s2, &p2, &c2);
+                });
+                rx.recv_timeout(WAIT)
+                    .expect("the UDP echo server did not start");
+                self.keep_thread(stop, h);
+                UdpEchoServer {
+                    port: ECHO_PORT,
+                    peers,
+                    count,
                 }
             })
             .clone()
@@ -727,5 +820,37 @@ fn echo_conn(mut s: TcpStream, stop: &Arc<AtomicBool>) {
                     || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(_) => break,
         }
+    }
+}
+
+/// Echoes every datagram to its sender until `stop`, recording distinct senders.
+fn udp_echo_loop(
+    sock: &UdpSocket,
+    stop: &Arc<AtomicBool>,
+    peers: &Arc<Mutex<Vec<SocketAddr>>>,
+    count: &Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        count.fetch_add(1, Ordering::SeqCst);
+        let shown = match from {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                None => from,
+            },
+            v4 => v4,
+        };
+        {
+            let mut p = peers.lock().unwrap();
+            if !p.contains(&shown) {
+                p.push(shown);
+            }
+        }
+        // A full socket buffer drops the echo, as a network would; the tests allow
+        // for a little loss where they send floods.
+        let _ = sock.send_to(&buf[..n], from);
     }
 }
