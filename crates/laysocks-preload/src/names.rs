@@ -35,8 +35,14 @@ unsafe fn on_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) ->
             Observed::Established | Observed::NotOurs => {}
         }
     }
-    let Some((family, Some(peer))) = fdtable::lookup_peer(fd) else {
-        return Ok(Outcome::Passthrough);
+    let (family, peer) = match fdtable::lookup_peer(fd) {
+        Some((family, Some(peer))) => (family, peer),
+        // A UDP session socket the program did not connect: the kernel's connection to
+        // the relay is ours, not the program's.
+        Some((_, None)) if fdtable::kind_of(fd) == fdtable::kind::UDP => {
+            return Err(Errno(libc::ENOTCONN).into())
+        }
+        _ => return Ok(Outcome::Passthrough),
     };
     let peer = sysnet::in_family(peer, family);
     // SAFETY: the program gave getpeername a buffer of *len bytes.

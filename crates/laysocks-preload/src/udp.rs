@@ -14,9 +14,10 @@
 //! - A socket the program `connect`ed is connected by us to the *relay*: the kernel then
 //!   drops datagrams from anyone else, so `poll`/`epoll` readability is exact, and
 //!   `send`/`write` need no address. `getpeername` reports the program's destination.
-//! - An unconnected socket stays unconnected (it may also talk to direct destinations,
-//!   such as a resolver on loopback); its receive hooks drop what comes from neither the
-//!   relay nor a direct destination.
+//! - So is an unconnected one, for the same reasons (`getpeername` still says
+//!   `ENOTCONN`). If it also sends to a direct destination (a resolver on loopback, say),
+//!   the kernel connection is dissolved so the replies get through, and from then on its
+//!   receive hooks drop what comes from neither the relay nor a direct destination.
 //! - The handshake is blocking, once per socket (under the connect timeout), also for a
 //!   non-blocking socket: UDP has no "in progress" a program would wait for.
 //!
@@ -83,6 +84,9 @@ pub struct Assoc {
     relay: SocketAddr,
     /// The program's `connect`ed destination: what goes to the proxy, what it is shown.
     pub peer: Option<(TargetAddr, SocketAddr)>,
+    /// The kernel socket is connected to the relay (it drops everyone else's datagrams).
+    /// Undone for an unconnected socket that also sends to a direct destination.
+    filtered: bool,
     /// Recent destinations of an unconnected socket: target → the address the program
     /// used (a placeholder, or a resolver replaced by `dns_server`).
     sent: Vec<(TargetAddr, SocketAddr)>,
@@ -285,6 +289,7 @@ fn open(fd: c_int, family: c_int) -> Result<Assoc, Failure> {
         control,
         relay,
         peer: None,
+        filtered: false,
         sent: Vec::new(),
         checked_ms: time::now_ms(),
     })
@@ -350,6 +355,9 @@ unsafe fn send_one(
         return Ok(None);
     }
     let Some((target, shown)) = destination(fd, dest)? else {
+        if dest.is_some() {
+            unfilter(fd);
+        }
         return Ok(None);
     };
     // connect() of a datagram socket happens in on_connect; here a datagram with an
@@ -408,6 +416,23 @@ unsafe fn send_one(
             }
             r => return r.map(Some),
         }
+    }
+}
+
+/// A session socket (not connected by the program) sends to a direct destination too:
+/// its replies must get through, so the kernel stops filtering for the relay and the
+/// receive hooks filter instead.
+fn unfilter(fd: c_int) {
+    let undo = fdtable::with(fd, |s| match &mut s.state {
+        SocketState::Udp(a) if a.filtered && a.peer.is_none() => {
+            a.filtered = false;
+            true
+        }
+        _ => false,
+    });
+    if undo == Some(true) {
+        // The port stays: the session bound the socket explicitly.
+        sysnet::disconnect(fd);
     }
 }
 
