@@ -6,7 +6,12 @@
 //!    X'02' (RFC 1928 §3), on separate connections;
 //! 3. whether our credentials are accepted (RFC 1929 §2), through the engine the layer
 //!    uses;
-//! 4. with `--target`, whether a CONNECT to it succeeds (RFC 1928 §4, §6), and how fast.
+//! 4. with `--target`, whether a CONNECT to it succeeds (RFC 1928 §4, §6), and how fast;
+//! 5. whether the proxy grants UDP ASSOCIATE (RFC 1928 §4, §7) and where its relay is;
+//!    with `--target`, one small datagram (a DNS query for the root's NS records, which a
+//!    DNS server answers and an echo server returns) goes through the relay to the target
+//!    and the answer, if one comes within a second, is reported. This line is
+//!    information: a proxy without UDP does not make `check` fail.
 //!
 //! The first lines say what is checked: the proxy, and who resolves names (`dns:`). A
 //! `--target` given by name goes to the proxy as a name (ATYP 0x03) with remote DNS, as
@@ -17,13 +22,14 @@
 //! was asked worked, 1 otherwise (125 for bad usage, as everywhere).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use laysocks_config::ProxyUrl;
 use laysocks_proto::{
-    ClientHandshake, ClientStatus, Credentials, DomainName, Error, Host, TargetAddr,
+    decode_udp_header, encode_udp_header, ClientHandshake, ClientStatus, Command, Credentials,
+    DomainName, Error, Host, ReplyCode, TargetAddr,
 };
 
 use crate::cli::{CheckArgs, Common};
@@ -102,9 +108,14 @@ struct Drive {
 
 /// Runs the engine over `s`. Without a target, stops once the proxy has answered the
 /// method selection and any authentication (the request is never sent).
-fn drive(s: &mut TcpStream, target: Option<&TargetAddr>, creds: Option<&Credentials>) -> Drive {
+fn drive(
+    s: &mut TcpStream,
+    command: Command,
+    target: Option<&TargetAddr>,
+    creds: Option<&Credentials>,
+) -> Drive {
     let dummy = TargetAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)));
-    let mut hs = ClientHandshake::new(target.unwrap_or(&dummy), creds);
+    let mut hs = ClientHandshake::with_command(command, target.unwrap_or(&dummy), creds);
     let start = Instant::now();
     let mut consumed = 0usize;
     let mut out = Drive {
@@ -339,7 +350,7 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
             return fail("the proxy stopped accepting connections".into());
         }
     };
-    let d = drive(&mut s, target.as_ref(), creds.as_ref());
+    let d = drive(&mut s, Command::Connect, target.as_ref(), creds.as_ref());
     if let Some(c) = &creds {
         let user = String::from_utf8_lossy(c.username());
         match (&d.early, d.method) {
@@ -361,25 +372,185 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
         return fail("the proxy refused the handshake".into());
     }
 
-    if let (Some(t), Some(res)) = (&target, &d.connect) {
-        match res {
-            Ok(bound) => println!(
+    let hint = match (&target, &d.connect) {
+        (Some(t), Some(Ok(bound))) => {
+            println!(
                 "target:  {t} connected in {} (proxy side {bound})",
                 ms(d.elapsed)
-            ),
-            Err(e) => {
-                println!("target:  {t}: failed: {e}");
-                return fail(format!(
-                    "the proxy could not connect to {t}: check the target, or the proxy's own network and rules"
-                ));
-            }
+            );
+            None
         }
-    } else if target.is_some() {
-        println!("target:  no answer to the CONNECT request");
-        return fail("the proxy did not answer the CONNECT request".into());
+        (Some(t), Some(Err(e))) => {
+            println!("target:  {t}: failed: {e}");
+            Some(format!(
+                "the proxy could not connect to {t}: check the target, or the proxy's own network and rules"
+            ))
+        }
+        (Some(_), None) => {
+            println!("target:  no answer to the CONNECT request");
+            Some("the proxy did not answer the CONNECT request".into())
+        }
+        (None, _) => None,
+    };
+
+    // Information only: the exit status does not depend on it.
+    for line in probe_udp(&addrs, timeout, creds.as_ref(), target.as_ref()) {
+        println!("udp:     {line}");
+    }
+
+    if let Some(h) = hint {
+        return fail(h);
     }
     println!("result:  ok");
     Ok(true)
+}
+
+/// How long the UDP probe waits for the target's answer (at most the connect timeout).
+const UDP_ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// A DNS query (RFC 1035 §4.1) for the root's NS records, recursion desired: what a DNS
+/// server answers, and as good as anything for an echo server.
+fn udp_probe_payload(id: u16) -> [u8; 17] {
+    let [hi, lo] = id.to_be_bytes();
+    [
+        hi, lo, 0x01, 0x00, // ID, RD
+        0, 1, 0, 0, 0, 0, 0, 0, // QDCOUNT 1
+        0, // QNAME: the root
+        0, 2, // QTYPE NS
+        0, 1, // QCLASS IN
+    ]
+}
+
+/// Where to send datagrams for the relay a UDP ASSOCIATE reply named: an unspecified
+/// address (0.0.0.0 or ::) means the proxy's own (`proxy`), as most servers mean it.
+fn relay_addr(bound: &TargetAddr, proxy: SocketAddr) -> Result<SocketAddr, String> {
+    let a = match bound.to_socket_addr() {
+        Some(a) => a,
+        None => bound
+            .to_string()
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| format!("cannot resolve the relay {bound}"))?,
+    };
+    if a.port() == 0 {
+        return Err(format!("the proxy named relay {bound}, which has no port"));
+    }
+    Ok(if a.ip().is_unspecified() {
+        SocketAddr::new(proxy.ip(), a.port())
+    } else {
+        a
+    })
+}
+
+/// What a reply to the probe's UDP ASSOCIATE request means, for the `udp:` line.
+fn udp_refusal(e: &Error) -> String {
+    match e {
+        Error::Reply(code @ ReplyCode::CommandNotSupported) => {
+            format!("not supported (proxy replied: {code})")
+        }
+        Error::Reply(code) => format!("not available (proxy replied: {code})"),
+        other => format!("not known ({other})"),
+    }
+}
+
+/// UDP ASSOCIATE on a control connection of its own (RFC 1928 §7), held open while the
+/// datagram is out; with a target, one datagram through the relay. Returns the lines.
+fn probe_udp(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    creds: Option<&Credentials>,
+    target: Option<&TargetAddr>,
+) -> Vec<String> {
+    let (mut ctl, proxy, _) = match connect(addrs, timeout) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("not known (connect: {})", crate::cli::io_text(&e))],
+    };
+    // DST.ADDR:DST.PORT is where we will send from; all zeros: not known yet (§4).
+    let from = TargetAddr::from(match proxy {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    });
+    let d = drive(&mut ctl, Command::UdpAssociate, Some(&from), creds);
+    let bound = match (d.connect, d.early) {
+        (Some(Ok(b)), _) => b,
+        (Some(Err(e)), _) => return vec![udp_refusal(&e)],
+        (None, Some(e)) => return vec![format!("not known ({e})")],
+        (None, None) => return vec!["not known (no answer to the UDP ASSOCIATE request)".into()],
+    };
+    let relay = match relay_addr(&bound, proxy) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("supported, but {e}")],
+    };
+    let mut lines = vec![if bound.to_socket_addr() == Some(relay) {
+        format!("supported (relay {relay})")
+    } else {
+        format!("supported (relay {relay}, named {bound})")
+    }];
+    if let Some(t) = target {
+        lines.push(udp_round_trip(relay, t, timeout.min(UDP_ANSWER_WAIT)));
+    }
+    drop(ctl);
+    lines
+}
+
+/// One datagram to `target` through `relay`, and the first well-formed answer from the
+/// relay within `wait`.
+fn udp_round_trip(relay: SocketAddr, target: &TargetAddr, wait: Duration) -> String {
+    let r = (|| -> io::Result<Option<(Duration, usize, TargetAddr)>> {
+        let local: IpAddr = match relay {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let sock = UdpSocket::bind(SocketAddr::new(local, 0))?;
+        // Connected: the kernel drops datagrams from anyone but the relay.
+        sock.connect(relay)?;
+        let mut buf = vec![0u8; 65536];
+        let n = encode_udp_header(target, &mut buf)
+            .ok_or_else(|| io::Error::other("the target does not fit a UDP header"))?;
+        let id = (std::process::id() as u16) ^ 0x5a5a;
+        let payload = udp_probe_payload(id);
+        buf[n..n + payload.len()].copy_from_slice(&payload);
+        let start = Instant::now();
+        sock.send(&buf[..n + payload.len()])?;
+        loop {
+            let left = wait.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            sock.set_read_timeout(Some(left))?;
+            let got = match sock.recv(&mut buf) {
+                Ok(k) => k,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            };
+            // FRAG != 0 or a malformed header: dropped (§7), keep waiting.
+            if let Ok((h, off)) = decode_udp_header(&buf[..got]) {
+                return Ok(Some((start.elapsed(), got - off, h.target)));
+            }
+        }
+    })();
+    match r {
+        Ok(Some((took, len, from))) => {
+            format!("{target} answered a datagram in {} ({len} bytes from {from})", ms(took))
+        }
+        Ok(None) => format!(
+            "no answer from {target} within {} ms (expected unless it is a UDP service such as DNS or echo)",
+            wait.as_millis()
+        ),
+        // An ICMP port unreachable that the proxy passed on (danted does).
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => format!(
+            "{target} refused the datagram (port unreachable: no UDP service there)"
+        ),
+        Err(e) => format!("sending a datagram through {relay}: {}", crate::cli::io_text(&e)),
+    }
 }
 
 #[cfg(test)]
@@ -420,5 +591,81 @@ mod tests {
         );
         let t = parse_target("localhost:80", &d).unwrap();
         assert!(!matches!(t.host, Host::Domain(_)));
+    }
+
+    /// A one-shot SOCKS5 server on loopback: no authentication, answers the request with
+    /// `rep` and, on success, a relay of 0.0.0.0:PORT that first sends a fragment (to be
+    /// dropped) and then returns each datagram as it came (header included).
+    fn fake_udp_proxy(rep: u8) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut b = [0u8; 3];
+            c.read_exact(&mut b).unwrap();
+            assert_eq!(b, [5, 1, 0]);
+            c.write_all(&[5, 0]).unwrap();
+            let mut req = [0u8; 10];
+            c.read_exact(&mut req).unwrap();
+            assert_eq!(
+                req,
+                [5, 3, 0, 1, 0, 0, 0, 0, 0, 0],
+                "UDP ASSOCIATE 0.0.0.0:0"
+            );
+            let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let [ph, pl] = relay.local_addr().unwrap().port().to_be_bytes();
+            c.write_all(&[5, rep, 0, 1, 0, 0, 0, 0, ph, pl]).unwrap();
+            if rep != 0 {
+                return;
+            }
+            let mut d = [0u8; 2048];
+            let (n, from) = relay.recv_from(&mut d).unwrap();
+            let mut frag = d[..n].to_vec();
+            frag[2] = 1;
+            relay.send_to(&frag, from).unwrap();
+            relay.send_to(&d[..n], from).unwrap();
+            // Hold the control connection until the client closes it.
+            let _ = c.read(&mut [0u8; 1]);
+        });
+        addr
+    }
+
+    #[test]
+    fn udp_probe() {
+        let t = Duration::from_secs(5);
+        let target = TargetAddr::from("198.51.100.9:53".parse::<SocketAddr>().unwrap());
+        let lines = probe_udp(&[fake_udp_proxy(0)], t, None, Some(&target));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("supported (relay 127.0.0.1:"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("198.51.100.9:53 answered a datagram in ")
+                && lines[1].ends_with("(17 bytes from 198.51.100.9:53)"),
+            "{lines:?}"
+        );
+        let lines = probe_udp(&[fake_udp_proxy(0)], t, None, None);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let lines = probe_udp(&[fake_udp_proxy(7)], t, None, Some(&target));
+        assert_eq!(
+            lines,
+            ["not supported (proxy replied: command not supported)"]
+        );
+        let lines = probe_udp(&[fake_udp_proxy(2)], t, None, None);
+        assert_eq!(
+            lines,
+            ["not available (proxy replied: connection not allowed by ruleset)"]
+        );
+        // The relay named as 0.0.0.0 is the proxy's own address.
+        let proxy: SocketAddr = "198.51.100.1:1080".parse().unwrap();
+        let zero = TargetAddr::from("0.0.0.0:4000".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            relay_addr(&zero, proxy).unwrap().to_string(),
+            "198.51.100.1:4000"
+        );
+        let no_port = TargetAddr::from("198.51.100.2:0".parse::<SocketAddr>().unwrap());
+        assert!(relay_addr(&no_port, proxy).is_err());
+        assert_eq!(udp_probe_payload(0x1234)[..4], [0x12, 0x34, 1, 0]);
     }
 }

@@ -117,6 +117,14 @@ fn check_against_our_server() {
         out.contains("\ndns:     remote (names go to the proxy)\n"),
         "{out}"
     );
+    // Our server is CONNECT-only: UDP ASSOCIATE gets REP 0x07, which is information, not a
+    // failure (exit 0 above).
+    assert!(
+        out.contains(
+            "\nudp:     not supported (proxy replied: command not supported)\nresult:  ok\n"
+        ),
+        "{out}"
+    );
 
     // Remote DNS (the default, with socks5:// too): a name goes to the proxy as a name,
     // and our server resolves it.
@@ -232,6 +240,11 @@ fn check_against_microsocks() {
     );
     assert!(out.contains("auth:    user alice: accepted"), "{out}");
     assert!(out.contains("connected in"), "{out}");
+    // microsocks has no UDP ASSOCIATE either; the line is there, the exit status is 0.
+    assert!(
+        out.contains("\nudp:     not supported (proxy replied: command not supported)\n"),
+        "{out}"
+    );
 
     let (code, out) = check(
         &format!("socks5://alice:wrong@127.0.0.1:{}", ms.1),
@@ -244,4 +257,101 @@ fn check_against_microsocks() {
     let (code, out) = check(&format!("socks5://127.0.0.1:{}", ms.1), &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("requires a user name and password"), "{out}");
+}
+
+/// Dante's `danted` on a free loopback port, no authentication, UDP ASSOCIATE allowed;
+/// killed (by pid) on drop. It needs root (it switches to `nobody` for its I/O children).
+struct Danted(std::process::Child, u16);
+
+impl Danted {
+    fn start(s: &Scratch) -> Danted {
+        need("danted", "dante-server");
+        let port = free_port();
+        let conf = s.file(
+            "danted.conf",
+            &format!(
+                "logoutput: stderr\n\
+                 internal: 127.0.0.1 port = {port}\n\
+                 external: 127.0.0.1\n\
+                 socksmethod: none\n\
+                 clientmethod: none\n\
+                 user.privileged: root\n\
+                 user.unprivileged: nobody\n\
+                 client pass {{ from: 0/0 to: 0/0 }}\n\
+                 socks pass {{ from: 0/0 to: 0/0 command: bind connect udpassociate bindreply udpreply }}\n"
+            ),
+        );
+        let child = Command::new("danted")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(s.0.join("danted.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start danted");
+        let mut d = Danted(child, port);
+        assert!(
+            eventually(Duration::from_secs(10), || listening(port)),
+            "danted did not listen on 127.0.0.1:{port}: {:?}",
+            d.0.try_wait()
+        );
+        d
+    }
+}
+
+impl Drop for Danted {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_udp_through_danted() {
+    if euid() != 0 {
+        eprintln!("skipped: danted needs root");
+        return;
+    }
+    let s = Scratch::new("danted");
+    let dante = Danted::start(&s);
+    // The target: an HTTP server for the CONNECT, and a UDP echo on the same port number.
+    let http = http_server("x");
+    let echo = std::net::UdpSocket::bind(("127.0.0.1", http.port)).expect("udp echo port");
+    echo.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let echoer = std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        let (n, from) = echo.recv_from(&mut b).expect("a datagram from danted");
+        echo.send_to(&b[..n], from).unwrap();
+        (n, from)
+    });
+    let url = format!("socks5://127.0.0.1:{}", dante.1);
+    let target = format!("127.0.0.1:{}", http.port);
+    let (code, out) = check(&url, &["--target", &target]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("\nudp:     supported (relay 127.0.0.1:"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("\nudp:     {target} answered a datagram in "))
+            && out.contains(&format!("(17 bytes from {target})\nresult:  ok\n")),
+        "{out}"
+    );
+    let (n, from) = echoer.join().unwrap();
+    assert_eq!(n, 17, "the probe is a 17-byte DNS query");
+    assert_ne!(from.port(), dante.1, "it came from danted's UDP relay");
+
+    // Without a target: the relay only, no datagram.
+    let (code, out) = check(&url, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\nudp:     supported (relay "), "{out}");
+    assert_eq!(out.matches("\nudp:").count(), 1, "{out}");
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
 }
