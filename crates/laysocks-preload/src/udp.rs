@@ -670,6 +670,10 @@ pub unsafe fn on_write(
 /// # Safety
 /// recvmsg(2)'s contract for `msg`.
 pub unsafe fn on_recvmsg(fd: c_int, msg: &mut msghdr, flags: c_int) -> HookResult<ssize_t> {
+    if flags & libc::MSG_ERRQUEUE != 0 {
+        // The error queue (ICMP errors, transmit timestamps): the kernel's, as it is.
+        return Ok(Outcome::Passthrough);
+    }
     let control = (!msg.msg_control.is_null()).then_some((msg.msg_control, msg.msg_controllen));
     // SAFETY: per the contract.
     match unsafe { recv_one(fd, msg.msg_iov, msg.msg_iovlen, flags, control) } {
