@@ -17,11 +17,14 @@
 //! MSG_PEEK / MSG_TRUNC / MSG_DONTWAIT / non-blocking / poll / epoll, strays from a
 //! stranger, 10,000 datagrams up to the largest that fits), `dig @target`, `dig` and
 //! node's `dns.resolve4` via `--dns-server`, `nc -u`, eight sockets at once, sockets
-//! closed and reopened, microsocks refusing, and `laysocks check`'s `udp:` line; and
+//! closed and reopened, microsocks refusing, and `laysocks check`'s `udp:` line;
 //! `sendmmsg`/`recvmmsg` through `syscall(2)`, as libuv (node's `dgram`, `dig`) calls
-//! them.
+//! them; a session reopened after danted is restarted under a live socket
+//! ([`Rig::restart_danted`]); `--exclude` and loopback (a UDP echo in the client
+//! namespace, [`Rig::client_udp_echo`]) staying direct; and one socket talking to
+//! loopback and through the proxy by turns.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -110,7 +113,7 @@ fn layer_lines(run: &Run) -> Vec<&str> {
 }
 
 /// `a.b.c.d:port` / `[v6]:port`, as the probes print addresses.
-fn addr(ip: impl Into<std::net::IpAddr>, port: u16) -> String {
+fn addr(ip: impl Into<IpAddr>, port: u16) -> String {
     SocketAddr::new(ip.into(), port).to_string()
 }
 
@@ -422,6 +425,81 @@ elif mode == 'dns53':
     def conn():
         c.connect((host, 53)); c.send(q); d = c.recv(512); return f'{answer(d)} peer={fmt(c.getpeername())}'
     step('udp_connect', conn)
+    print('alive')
+
+elif mode == 'restart':
+    # One socket, connected or not, echoes before and after the test restarts the proxy:
+    # the program writes READY, the test restarts danted and writes GO (bounded waits).
+    conn, ready, go, port = sys.argv[2] == 'connect', sys.argv[3], sys.argv[4], int(sys.argv[5])
+    dest = ('203.0.113.2', 7)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    if conn:
+        step('connect', lambda: s.connect(dest))
+    def xchg(m):
+        s.send(m) if conn else s.sendto(m, dest)
+        d, a = s.recvfrom(100); return f'{d.decode()} from={fmt(a)}'
+    step('before', lambda: xchg(b'before'))
+    print(f'sessions_before={sessions(port)}', flush=True)
+    open(ready, 'w').close()
+    t = time.time() + 10
+    while not os.path.exists(go) and time.time() < t:
+        time.sleep(0.01)
+    print('go=' + ('yes' if os.path.exists(go) else 'timeout'), flush=True)
+    # The layer checks its control connection at most every 250 ms.
+    time.sleep(0.6)
+    print(f'sessions_dropped={sessions(port)}', flush=True)
+    step('after', lambda: xchg(b'after'))
+    print(f'sessions_after={sessions(port)}', flush=True)
+    step('again', lambda: xchg(b'again'))
+    if conn:
+        step('peer', lambda: fmt(s.getpeername()))
+    print('alive')
+
+elif mode in ('excluded', 'two', 'one'):
+    # FAM TARGET LOOPBACK: the target (port 7, proxied unless excluded) and the client's
+    # own UDP echo on loopback (port 7, always direct).
+    fam = F[sys.argv[2]]; target = (sys.argv[3], 7); lo = (sys.argv[4], 7)
+    def new():
+        x = socket.socket(fam, socket.SOCK_DGRAM); x.settimeout(5); return x
+    def xchg(x, to, m):
+        x.sendto(m, to)
+        d, a = x.recvfrom(100); return f'{d.decode()} from={fmt(a)}'
+    port = lambda x: x.getsockname()[1]
+    if mode == 'excluded':
+        s = new()
+        step('sendto', lambda: s.sendto(b'excluded', target))
+        c = new()
+        step('connect', lambda: c.connect(target))
+        l = new()
+        step('loopback', lambda: xchg(l, lo, b'loopback'))
+        print(f'loopback_port={port(l)}')
+        print(f'sessions={sessions(int(sys.argv[5]))}')
+    elif mode == 'two':
+        # Two sockets: one to loopback, one to the target, interleaved.
+        l, p = new(), new()
+        def both(r):
+            l.sendto(b'lo-%d' % r, lo); p.sendto(b'px-%d' % r, target)
+            dp, ap = p.recvfrom(100); dl, al = l.recvfrom(100)
+            return f'{dl.decode()} from={fmt(al)} {dp.decode()} from={fmt(ap)}'
+        for r in range(3):
+            step(f'round{r}', lambda: both(r))
+        print(f'loopback_port={port(l)} proxied_port={port(p)}')
+    else:
+        # One unconnected socket: the target, loopback, the target again, then both
+        # at once (the replies in either order).
+        s = new()
+        step('first', lambda: xchg(s, target, b'first'))
+        step('loopback', lambda: xchg(s, lo, b'loopback'))
+        step('third', lambda: xchg(s, target, b'third'))
+        def both():
+            s.sendto(b'to-lo', lo); s.sendto(b'to-target', target)
+            got = []
+            for _ in range(2):
+                d, a = s.recvfrom(100); got.append(f'{d.decode()} from={fmt(a)}')
+            return ' '.join(sorted(got))
+        step('both', both)
+        step('fourth', lambda: xchg(s, target, b'fourth'))
+        print(f'port={port(s)}')
     print('alive')
 "#;
 
@@ -1139,5 +1217,218 @@ fn laysocks_check_says_whether_the_proxy_grants_udp_associate() {
             .any(|l| l.starts_with("udp:") && l.contains("not supported")),
         "{run}"
     );
+    rig.assert_no_leak();
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions the proxy drops; destinations that stay direct
+// ---------------------------------------------------------------------------------------
+
+/// [`PY`]'s `restart` mode under the layer, while this thread restarts danted once the
+/// program says it has its session (the READY file) and tells it to go on (GO).
+fn across_a_restart(rig: &Rig, url: &str, how: &str) -> Run {
+    let ready = rig.dir().join(format!("restart-{how}.ready"));
+    let go = rig.dir().join(format!("restart-{how}.go"));
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let port = DANTED_PORT.to_string();
+            let args = [
+                "restart",
+                how,
+                ready.to_str().unwrap(),
+                go.to_str().unwrap(),
+                &port,
+            ];
+            let run = under_py(rig, url, &[], &args);
+            done.store(true, Ordering::SeqCst);
+            run
+        });
+        let end = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() && !done.load(Ordering::SeqCst) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if ready.exists() {
+            rig.restart_danted();
+        }
+        std::fs::write(&go, b"").unwrap();
+        h.join().unwrap()
+    })
+}
+
+/// README "UDP": the association lives as long as the control connection; when the proxy
+/// drops it (here: danted killed and started again on the same port, so the old relay is
+/// gone too), the next datagram, sent more than 250 ms later, opens a new session.
+#[test]
+fn a_session_is_reopened_after_the_proxy_drops_it() {
+    let (rig, watch) = rig();
+    let echo = rig.udp_echo();
+    let d = rig.danted();
+    let src = addr(TARGET_V4, 7);
+    for how in ["sendto", "connect"] {
+        let before = echo.datagrams();
+        let run = across_a_restart(&rig, &d.url(), how);
+        no_leak(&rig, &run);
+        run.assert_success();
+        if how == "connect" {
+            has_line(&run, "connect=None");
+            has_line(&run, &format!("peer={src}"));
+        }
+        has_line(&run, &format!("before=before from={src}"));
+        has_line(&run, "sessions_before=1");
+        has_line(&run, "go=yes");
+        // The restart really closed the control connection the layer had.
+        has_line(&run, "sessions_dropped=0");
+        has_line(&run, &format!("after=after from={src}"));
+        has_line(&run, "sessions_after=1");
+        has_line(&run, &format!("again=again from={src}"));
+        has_line(&run, "alive");
+        assert_eq!(echo.datagrams() - before, 3, "{how}:\n{run}");
+    }
+    let c = watch.since_baseline();
+    assert!(c.wrapped >= 6 && c.violations == 0, "{c:?}");
+    echo.assert_peers_are_proxy();
+    rig.assert_no_leak();
+}
+
+/// `--exclude` covers UDP: an excluded destination goes direct, which in this rig has no
+/// route (ENETUNREACH, counted by the kernel, nothing on the link). Loopback is direct
+/// without any exclusion, and a second socket of the same program still goes through the
+/// proxy.
+#[test]
+fn excluded_and_loopback_destinations_stay_direct() {
+    let (rig, watch) = rig();
+    let echo = rig.udp_echo();
+    let lo = rig.client_udp_echo();
+    let d = rig.danted();
+    let port = DANTED_PORT.to_string();
+    let excludes = [
+        "--exclude",
+        "203.0.113.0/24",
+        "--exclude",
+        "2001:db8:2::/64",
+    ];
+    for (fam, target, loopback) in [
+        ("4", TARGET_V4.to_string(), "127.0.0.1"),
+        ("6", TARGET_V6.to_string(), "::1"),
+    ] {
+        rig.reset_leak_baseline();
+        let before = rig.leak_counters();
+        let lo_before = lo.datagrams();
+        let run = under_py(
+            &rig,
+            &d.url(),
+            &excludes,
+            &["excluded", fam, &target, loopback, &port],
+        );
+        run.assert_success();
+        has_line(&run, "sendto=ERR ENETUNREACH");
+        has_line(&run, "connect=ERR ENETUNREACH");
+        let lip: IpAddr = loopback.parse().unwrap();
+        has_line(&run, &format!("loopback=loopback from={}", addr(lip, 7)));
+        has_line(&run, "sessions=0");
+        has_line(&run, "alive");
+        // Tried direct: the kernel found no route, twice (sendto, connect), in the family.
+        let now = rig.leak_counters();
+        let (v4, v6) = (
+            now.v4_no_routes - before.v4_no_routes,
+            now.v6_no_routes - before.v6_no_routes,
+        );
+        let want = if fam == "4" { (2, 0) } else { (0, 2) };
+        assert_eq!((v4, v6), want, "no-route packets (v4, v6):\n{run}");
+        assert_eq!(now.dns_queries, before.dns_queries, "{run}");
+        // And nothing went to the proxy: not wrapped, not plain.
+        assert_eq!(
+            watch.since_baseline(),
+            laysocks_testkit::UdpWatchCounts::default(),
+            "nothing may leave the client's link:\n{run}"
+        );
+        // The loopback echo saw the program's socket itself.
+        let lo_port: u16 = get(&run, "loopback_port").parse().unwrap();
+        let peers = lo.peers();
+        assert!(
+            peers.contains(&SocketAddr::new(lip, lo_port)),
+            "{peers:?}\n{run}"
+        );
+        assert_eq!(lo.datagrams() - lo_before, 1);
+    }
+    assert_eq!(echo.datagrams(), 0, "the target saw nothing");
+    rig.reset_leak_baseline();
+
+    // Without --exclude: one socket to loopback (direct), one to the target (proxied).
+    for (fam, target, loopback) in [
+        ("4", TARGET_V4.to_string(), "127.0.0.1"),
+        ("6", TARGET_V6.to_string(), "::1"),
+    ] {
+        let ip: IpAddr = target.parse().unwrap();
+        let lip: IpAddr = loopback.parse().unwrap();
+        let lo_before = lo.datagrams();
+        let wrapped = watch.since_baseline().wrapped;
+        let run = under_py(&rig, &d.url(), &[], &["two", fam, &target, loopback]);
+        no_leak(&rig, &run);
+        run.assert_success();
+        for r in 0..3 {
+            has_line(
+                &run,
+                &format!(
+                    "round{r}=lo-{r} from={} px-{r} from={}",
+                    addr(lip, 7),
+                    addr(ip, 7)
+                ),
+            );
+        }
+        has_line(&run, "alive");
+        let ports = get(&run, "loopback_port");
+        let lo_port: u16 = ports.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(
+            lo.peers().contains(&SocketAddr::new(lip, lo_port)),
+            "{:?}\n{run}",
+            lo.peers()
+        );
+        assert_eq!(lo.datagrams() - lo_before, 3, "{run}");
+        assert_eq!(watch.since_baseline().wrapped - wrapped, 3, "{run}");
+    }
+    echo.assert_peers_are_proxy();
+    rig.assert_no_leak();
+}
+
+/// README "UDP": an unconnected session socket that also sends to a direct destination
+/// stops being filtered for the relay by the kernel; the layer's receive hooks then let
+/// through what comes from the relay (unwrapped) and from direct destinations.
+#[test]
+fn a_socket_that_talks_to_loopback_and_through_the_proxy_gets_both_replies() {
+    let (rig, watch) = rig();
+    let echo = rig.udp_echo();
+    let lo = rig.client_udp_echo();
+    let d = rig.danted();
+    for (fam, target, loopback) in [
+        ("4", TARGET_V4.to_string(), "127.0.0.1"),
+        ("6", TARGET_V6.to_string(), "::1"),
+    ] {
+        let t = addr(target.parse::<IpAddr>().unwrap(), 7);
+        let lip: IpAddr = loopback.parse().unwrap();
+        let l = addr(lip, 7);
+        let (lo_before, echo_before) = (lo.datagrams(), echo.datagrams());
+        let wrapped = watch.since_baseline().wrapped;
+        let run = under_py(&rig, &d.url(), &[], &["one", fam, &target, loopback]);
+        no_leak(&rig, &run);
+        run.assert_success();
+        has_line(&run, &format!("first=first from={t}"));
+        has_line(&run, &format!("loopback=loopback from={l}"));
+        has_line(&run, &format!("third=third from={t}"));
+        has_line(&run, &format!("both=to-lo from={l} to-target from={t}"));
+        has_line(&run, &format!("fourth=fourth from={t}"));
+        has_line(&run, "alive");
+        let p: u16 = get(&run, "port").parse().unwrap();
+        assert!(
+            lo.peers().contains(&SocketAddr::new(lip, p)),
+            "{:?}\n{run}",
+            lo.peers()
+        );
+        assert_eq!(lo.datagrams() - lo_before, 2, "{run}");
+        assert_eq!(echo.datagrams() - echo_before, 4, "{run}");
+        assert_eq!(watch.since_baseline().wrapped - wrapped, 4, "{run}");
+    }
+    echo.assert_peers_are_proxy();
     rig.assert_no_leak();
 }

@@ -191,12 +191,19 @@ fn session(
         }
         errno
     })?;
+    // The socket talks to the relay only (see the module docs) — except an IPv6 socket
+    // reaching an IPv4 relay through `::ffff:` that the program did not connect: Linux
+    // turns such a socket into an IPv4 one for as long as it is connected, and after
+    // disconnecting it no longer hears native IPv6 replies (to a resolver on ::1, say).
+    // That one is filtered by the receive hooks instead.
+    let mapped = matches!(a.relay, SocketAddr::V6(r) if r.ip().to_ipv4_mapped().is_some());
+    let filtered = keep_peer.is_some() || !mapped;
     let a = Assoc {
         peer: keep_peer,
+        filtered,
         ..a
     };
-    if let Some((_, _)) = a.peer {
-        // A connected program socket talks to the relay only (see the module docs).
+    if filtered {
         sysnet::connect(fd, &a.relay)?;
     }
     let inode = sysnet::inode(fd).unwrap_or(0);
@@ -431,8 +438,28 @@ fn unfilter(fd: c_int) {
         _ => false,
     });
     if undo == Some(true) {
-        // The port stays: the session bound the socket explicitly.
+        // Linux unbinds a socket whose port was chosen by the kernel when it is
+        // disconnected; the relay knows the client by that port, so bind it again.
+        let local = sysnet::local_addr(fd);
         sysnet::disconnect(fd);
+        let rebound = local.is_ok_and(|l| {
+            // The wildcard address, as the socket was bound before its connect chose
+            // a source address; only the port matters to the relay.
+            let any = match l {
+                SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            };
+            let (ss, len) = sysnet::to_storage(&SocketAddr::new(any, l.port()));
+            // SAFETY: binding our program's socket back to its own address; bind(2) is
+            // not hooked.
+            let bound = unsafe { libc::bind(fd, &ss as *const _ as *const sockaddr, len) } == 0;
+            bound || sysnet::local_addr(fd).is_ok_and(|now| now.port() == l.port())
+        });
+        if !rebound {
+            // Another socket took the port meanwhile: the next datagram opens a new
+            // session from the new one.
+            end(fd);
+        }
     }
 }
 

@@ -362,6 +362,48 @@ impl Rig {
     /// log file; the rig kills its process group on drop. Returns the index for
     /// [`Rig::check_alive`].
     pub(crate) fn spawn_server(&self, ns: &str, label: &str, cmd: Command) -> usize {
+        let p = self.start_proc(ns, label, cmd);
+        let mut procs = self.procs.lock().unwrap();
+        procs.push(p);
+        procs.len() - 1
+    }
+
+    /// Kills the process group of the server at `index` (by its id, the group the rig
+    /// made for it) and reaps it; [`Rig::respawn_server`] then fills its slot.
+    pub(crate) fn kill_server(&self, index: usize) {
+        util::kill_group(&mut self.procs.lock().unwrap()[index].child);
+    }
+
+    /// Starts `cmd` in `ns` in the slot of the server at `index` (killed first if it
+    /// still runs), so the index stays valid and the rig never signals the old, reaped
+    /// group again (its id may belong to someone else by then).
+    pub(crate) fn respawn_server(&self, index: usize, ns: &str, label: &str, cmd: Command) {
+        {
+            let mut procs = self.procs.lock().unwrap();
+            if !matches!(procs[index].child.try_wait(), Ok(Some(_))) {
+                util::kill_group(&mut procs[index].child);
+            }
+        }
+        let p = self.start_proc(ns, label, cmd);
+        self.procs.lock().unwrap()[index] = p;
+    }
+
+    /// Waits (bounded) until nothing listens on TCP `port` at `addr` in `ns` any more.
+    pub(crate) fn wait_not_listening(&self, ns: &str, addr: IpAddr, port: u16) {
+        let start = Instant::now();
+        loop {
+            if !in_netns(ns, move || tcp_listening(addr, port)) {
+                return;
+            }
+            if start.elapsed() > WAIT {
+                panic!("something still listens on {addr} port {port} in {ns} after {WAIT:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts `cmd` in `ns` in a process group of its own, output to `<label>.log`.
+    fn start_proc(&self, ns: &str, label: &str, cmd: Command) -> Proc {
         use std::os::unix::process::CommandExt;
         let log = self.dir.join(&format!("{label}.log"));
         let out = fs::File::create(&log).expect("create server log");
@@ -387,13 +429,11 @@ impl Rig {
         let child = full
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {label} (`{line}`): {e}"));
-        let mut procs = self.procs.lock().unwrap();
-        procs.push(Proc {
+        Proc {
             label: label.to_string(),
             child,
             log,
-        });
-        procs.len() - 1
+        }
     }
 
     /// Panics with the server's log if it has exited.

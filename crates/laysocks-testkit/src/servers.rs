@@ -13,6 +13,10 @@
 //! that knows only [`DNS_ONLY_NAME`] and logs every query it answers, for `res_*` queries
 //! and programs' own DNS-over-TCP that the layer sends through the proxy.
 //!
+//! The client namespace can run a UDP echo of its own on loopback
+//! ([`Rig::client_udp_echo`]), for traffic that stays direct; and [`Rig::restart_danted`]
+//! kills danted and starts it again on the same port, dropping every session it had.
+//!
 //! Each `Rig` method starts its server once and returns the same handle afterwards; the
 //! rig kills the processes on drop. Every start waits (bounded) until the server listens.
 
@@ -63,6 +67,9 @@ pub(crate) struct Servers {
     git: OnceLock<GitServer>,
     dnsmasq: OnceLock<DnsServer>,
     udp_echo: OnceLock<UdpEchoServer>,
+    client_udp_echo: OnceLock<UdpEchoServer>,
+    /// The slot of the running danted in the rig's processes, and how often it restarted.
+    danted_proc: Mutex<Option<(usize, u32)>>,
     pub(crate) udp_watch: OnceLock<crate::udpwatch::UdpWatch>,
 }
 
@@ -231,6 +238,8 @@ impl EchoServer {
 #[derive(Clone, Debug)]
 pub struct UdpEchoServer {
     pub port: u16,
+    /// The address its socket is bound to (`[::]:7`).
+    pub bound: SocketAddr,
     peers: Arc<Mutex<Vec<SocketAddr>>>,
     count: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -265,12 +274,12 @@ impl UdpEchoServer {
         }
     }
 
-    /// `203.0.113.2:7`
+    /// `203.0.113.2:7` (the target's; [`Rig::client_udp_echo`] is on loopback).
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(TARGET_V4.into(), self.port)
     }
 
-    /// `[2001:db8:2::2]:7`
+    /// `[2001:db8:2::2]:7` (the target's; [`Rig::client_udp_echo`] is on loopback).
     pub fn addr_v6(&self) -> SocketAddr {
         SocketAddr::new(TARGET_V6.into(), self.port)
     }
@@ -464,7 +473,6 @@ impl Rig {
         self.servers
             .danted
             .get_or_init(|| {
-                let bin = require("danted", "dante-server");
                 ensure_proxy_user();
                 let conf = self.dir().join("danted.conf");
                 // Rules: `0/0` matches IPv4 and IPv6, so a v6 client may reach a v4 target.
@@ -487,14 +495,9 @@ impl Rig {
                      command: bind connect udpassociate bindreply udpreply }}\n"
                 );
                 fs::write(&conf, text).expect("write danted.conf");
-                let mut cmd = Command::new(bin);
-                cmd.arg("-f")
-                    .arg(&conf)
-                    .arg("-p")
-                    .arg(self.dir().join("danted.pid"));
-                let i = self.spawn_server(self.proxy_ns(), "danted", cmd);
-                self.wait_listening(self.proxy_ns(), IpAddr::V4(PROXY_V4), DANTED_PORT, Some(i));
-                self.wait_listening(self.proxy_ns(), IpAddr::V6(PROXY_V6), DANTED_PORT, Some(i));
+                let i = self.spawn_server(self.proxy_ns(), "danted", self.danted_cmd());
+                self.wait_danted(i);
+                *self.servers.danted_proc.lock().unwrap() = Some((i, 0));
                 Proxy {
                     kind: ProxyKind::Danted,
                     port: DANTED_PORT,
@@ -502,6 +505,46 @@ impl Rig {
                 }
             })
             .clone()
+    }
+
+    /// Kills the running [`Rig::danted`] (its process group, by the id the rig made it
+    /// with), waits until its port is free, and starts it again on the same port with
+    /// the same configuration. Every session it had is gone: control connections are
+    /// closed by the kernel and the old relays no longer exist. Starts it first if it
+    /// was not running. Returns the same [`Proxy`].
+    pub fn restart_danted(&self) -> Proxy {
+        let p = self.danted();
+        let (i, n) = self
+            .servers
+            .danted_proc
+            .lock()
+            .unwrap()
+            .expect("danted started");
+        self.kill_server(i);
+        for ip in [IpAddr::V4(PROXY_V4), IpAddr::V6(PROXY_V6)] {
+            self.wait_not_listening(self.proxy_ns(), ip, DANTED_PORT);
+        }
+        let label = format!("danted-restart{}", n + 1);
+        self.respawn_server(i, self.proxy_ns(), &label, self.danted_cmd());
+        self.wait_danted(i);
+        *self.servers.danted_proc.lock().unwrap() = Some((i, n + 1));
+        p
+    }
+
+    /// The command line of [`Rig::danted`] (its configuration file already written).
+    fn danted_cmd(&self) -> Command {
+        let mut cmd = Command::new(require("danted", "dante-server"));
+        cmd.arg("-f")
+            .arg(self.dir().join("danted.conf"))
+            .arg("-p")
+            .arg(self.dir().join("danted.pid"));
+        cmd
+    }
+
+    /// Waits until the danted in slot `i` listens on both of its addresses.
+    fn wait_danted(&self, i: usize) {
+        self.wait_listening(self.proxy_ns(), IpAddr::V4(PROXY_V4), DANTED_PORT, Some(i));
+        self.wait_listening(self.proxy_ns(), IpAddr::V6(PROXY_V6), DANTED_PORT, Some(i));
     }
 
     /// python3's `http.server` in the target on `[::]:8080` (dual-stack).
@@ -567,31 +610,46 @@ impl Rig {
     pub fn udp_echo(&self) -> UdpEchoServer {
         self.servers
             .udp_echo
-            .get_or_init(|| {
-                let peers = Arc::new(Mutex::new(Vec::new()));
-                let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let stop = Arc::new(AtomicBool::new(false));
-                let (tx, rx) = std::sync::mpsc::channel();
-                let (p2, c2, s2) = (peers.clone(), count.clone(), stop.clone());
-                let h = spawn_in_netns(self.target_ns(), "udp-echo-server", move || {
-                    let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, ECHO_PORT))
-                        .expect("bind the UDP echo server");
-                    crate::udpwatch::set_buffers(&sock, 8 << 20);
-                    sock.set_read_timeout(Some(Duration::from_millis(50)))
-                        .unwrap();
-                    tx.send(()).unwrap();
-                    udp_echo_loop(&sock, &s2, &p2, &c2);
-                });
-                rx.recv_timeout(WAIT)
-                    .expect("the UDP echo server did not start");
-                self.keep_thread(stop, h);
-                UdpEchoServer {
-                    port: ECHO_PORT,
-                    peers,
-                    count,
-                }
-            })
+            .get_or_init(|| self.start_udp_echo(self.target_ns(), "udp-echo-server"))
             .clone()
+    }
+
+    /// A second UDP echo server, in the *client* namespace on `[::]:7` (dual-stack):
+    /// programs there reach it on loopback, `127.0.0.1:7` and `[::1]:7`, which the layer
+    /// leaves direct. Its peers are the client's own sockets (`127.0.0.1:port`, shown as
+    /// IPv4, or `[::1]:port`), so a test can tell which socket reached it directly.
+    pub fn client_udp_echo(&self) -> UdpEchoServer {
+        self.servers
+            .client_udp_echo
+            .get_or_init(|| self.start_udp_echo(self.client_ns(), "client-udp-echo"))
+            .clone()
+    }
+
+    /// An in-process UDP echo on `[::]:7` in `ns`, stopped with the rig.
+    fn start_udp_echo(&self, ns: &str, name: &str) -> UdpEchoServer {
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (p2, c2, s2) = (peers.clone(), count.clone(), stop.clone());
+        let bound = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), ECHO_PORT);
+        let h = spawn_in_netns(ns, name, move || {
+            let sock = UdpSocket::bind(bound).expect("bind the UDP echo server");
+            crate::udpwatch::set_buffers(&sock, 8 << 20);
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            tx.send(()).unwrap();
+            udp_echo_loop(&sock, &s2, &p2, &c2);
+        });
+        rx.recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("the UDP echo server {name} did not start"));
+        self.keep_thread(stop, h);
+        UdpEchoServer {
+            port: ECHO_PORT,
+            bound,
+            peers,
+            count,
+        }
     }
 
     /// `sshd` in the target on port 22 (IPv4 and IPv6), key login for root.
