@@ -134,13 +134,23 @@ fn is_local_only(dest: SocketAddr) -> bool {
 
 /// The session of `fd`, if it has one (checked for liveness every CHECK_MS).
 fn current(fd: c_int) -> Option<Assoc> {
-    let a = fdtable::with(fd, |s| match &s.state {
+    current_and_peer(fd).0
+}
+
+/// The session of `fd` if it is alive, and the program's peer in any case: a session
+/// found dead is ended, but the socket's peer must survive into the next one.
+fn current_and_peer(fd: c_int) -> (Option<Assoc>, Option<(TargetAddr, SocketAddr)>) {
+    let Some(a) = fdtable::with(fd, |s| match &s.state {
         SocketState::Udp(a) => Some((**a).clone()),
         _ => None,
-    })??;
+    })
+    .flatten() else {
+        return (None, None);
+    };
+    let peer = a.peer;
     let now = time::now_ms();
     if now.saturating_sub(a.checked_ms) < CHECK_MS {
-        return Some(a);
+        return (Some(a), peer);
     }
     // Readable control connection: the proxy closed it (or broke protocol). Dead.
     let alive = matches!(sysnet::poll_one(a.control.fd, libc::POLLIN, 0), Ok(0))
@@ -151,10 +161,10 @@ fn current(fd: c_int) -> Option<Assoc> {
                 x.checked_ms = now;
             }
         });
-        Some(a)
+        (Some(a), peer)
     } else {
         end(fd);
-        None
+        (None, peer)
     }
 }
 
@@ -304,24 +314,16 @@ fn open(fd: c_int, family: c_int) -> Result<Assoc, Failure> {
 
 // ---- sending ----
 
-/// Where a datagram from a session socket goes: `Some((target, shown))` through the
-/// relay, `None` direct.
-fn destination(
-    fd: c_int,
-    dest: Option<SocketAddr>,
-) -> Result<Option<(TargetAddr, SocketAddr)>, Errno> {
-    match dest {
-        Some(d) if is_local_only(d) => Ok(None),
-        Some(d) => match connect::route(d, "UDP") {
-            Route::Direct => Ok(None),
-            Route::Refuse(e) => Err(e),
-            Route::Proxy { target, shown } => Ok(Some((target, shown.unwrap_or(d)))),
-        },
-        None => Ok(fdtable::with(fd, |s| match &s.state {
-            SocketState::Udp(a) => a.peer,
-            _ => None,
-        })
-        .flatten()),
+/// Where a datagram to `d` goes: `Some((target, shown))` through the relay, `None`
+/// direct.
+fn destination(d: SocketAddr) -> Result<Option<(TargetAddr, SocketAddr)>, Errno> {
+    if is_local_only(d) {
+        return Ok(None);
+    }
+    match connect::route(d, "UDP") {
+        Route::Direct => Ok(None),
+        Route::Refuse(e) => Err(e),
+        Route::Proxy { target, shown } => Ok(Some((target, shown.unwrap_or(d)))),
     }
 }
 
@@ -358,26 +360,40 @@ unsafe fn send_one(
     flags: c_int,
     control: Option<(*mut c_void, usize)>,
 ) -> Result<Option<usize>, Errno> {
-    if fdtable::kind_of(fd) != fdtable::kind::UDP && !is_dgram(fd) {
+    let ours = fdtable::kind_of(fd) == fdtable::kind::UDP;
+    if !ours && !is_dgram(fd) {
         return Ok(None);
     }
-    let Some((target, shown)) = destination(fd, dest)? else {
-        if dest.is_some() {
-            unfilter(fd);
-        }
-        return Ok(None);
+    // One look at the record per datagram (each costs an fstat for the inode check).
+    let (mut existing, peer) = if ours {
+        current_and_peer(fd)
+    } else {
+        (None, None)
     };
-    // connect() of a datagram socket happens in on_connect; here a datagram with an
-    // address (or on a socket whose peer is set).
-    let peer = fdtable::with(fd, |s| match &s.state {
-        SocketState::Udp(a) => a.peer,
-        _ => None,
-    })
-    .flatten();
+    let (target, shown) = match dest {
+        Some(d) => match destination(d)? {
+            Some(t) => t,
+            None => {
+                if existing.is_some() {
+                    unfilter(fd);
+                }
+                return Ok(None);
+            }
+        },
+        // connect() of a datagram socket happens in on_connect; without an address,
+        // only a socket whose peer is set is ours to send from.
+        None => match peer {
+            Some(p) => p,
+            None => return Ok(None),
+        },
+    };
     let mut attempt = 0;
     loop {
-        let a = session(fd, &target, peer)?;
-        if dest.is_some() && a.peer.is_none() {
+        let a = match existing.take() {
+            Some(a) => a,
+            None => session(fd, &target, peer)?,
+        };
+        if dest.is_some() && a.peer.is_none() && !a.sent.iter().any(|(t, _)| *t == target) {
             remember(fd, target, shown);
         }
         let to = if a.peer.is_some() {
