@@ -156,7 +156,7 @@ pub struct CheckArgs {
     #[arg(value_name = "URL")]
     pub url: Option<String>,
 
-    /// Also CONNECT through the proxy to HOST:PORT
+    /// Also CONNECT through the proxy to HOST:PORT, and send it one datagram through the UDP relay
     #[arg(long, value_name = "HOST:PORT")]
     pub target: Option<String>,
 }
