@@ -14,6 +14,7 @@
 //! target with `--dns-server`), fork and exec, local names, `--dns local`, a full name
 //! table, and getaddrinfo's hint semantics compared with glibc's own answers.
 
+use laysocks_testkit::check::{get, has_line, layer_lines, no_leak, under};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -47,56 +48,10 @@ fn socks5h(url: &str) -> String {
     url.replacen("socks5://", "socks5h://", 1)
 }
 
-/// `laysocks -x <url> <opts…> -- program args…`, run to completion (bounded).
-fn under(rig: &Rig, url: &str, opts: &[&str], program: &str, args: &[&str]) -> Run {
-    let mut all: Vec<&str> = opts.to_vec();
-    all.push("--");
-    all.push(program);
-    all.extend_from_slice(args);
-    rig.run(&mut rig.laysocks(url, &all))
-}
-
 /// The resolver probe under the layer.
 fn under_probe(rig: &Rig, url: &str, opts: &[&str], args: &[&str]) -> Run {
     let p = resolvers();
     under(rig, url, opts, p.to_str().unwrap(), args)
-}
-
-/// Fails with the program's output when anything leaked since the last baseline.
-#[track_caller]
-fn no_leak(rig: &Rig, run: &Run) {
-    if let Err(e) = rig.check_no_leak() {
-        panic!("{e}\n{run}");
-    }
-}
-
-/// The rest of the first stdout line that starts with `key` followed by `=` or a space.
-#[track_caller]
-fn get<'a>(run: &'a Run, key: &str) -> &'a str {
-    run.stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|r| r.strip_prefix('=').or_else(|| r.strip_prefix(' ')))
-        })
-        .unwrap_or_else(|| panic!("no `{key}` line:\n{run}"))
-}
-
-/// Does stdout have exactly this line?
-#[track_caller]
-fn has_line(run: &Run, line: &str) {
-    assert!(
-        run.stdout_lines().contains(&line),
-        "stdout lacks the line {line:?}:\n{run}"
-    );
-}
-
-/// The `laysocks:` lines on stderr.
-fn layer_lines(run: &Run) -> Vec<&str> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("laysocks:"))
-        .collect()
 }
 
 const POOL4: (Ipv4Addr, u32) = (Ipv4Addr::new(198, 18, 0, 0), 15);

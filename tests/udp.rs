@@ -24,6 +24,7 @@
 //! namespace, [`Rig::client_udp_echo`]) staying direct; and one socket talking to
 //! loopback and through the proxy by turns.
 
+use laysocks_testkit::check::{get, has_line, layer_lines, no_leak, under};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,15 +53,6 @@ fn rig() -> (Rig, UdpWatch) {
     (rig, watch)
 }
 
-/// `laysocks -x <url> <opts…> -- program args…`, run to completion (bounded).
-fn under(rig: &Rig, url: &str, opts: &[&str], program: &str, args: &[&str]) -> Run {
-    let mut all: Vec<&str> = opts.to_vec();
-    all.push("--");
-    all.push(program);
-    all.extend_from_slice(args);
-    rig.run(&mut rig.laysocks(url, &all))
-}
-
 /// The UDP probe under the layer.
 fn under_probe(rig: &Rig, url: &str, args: &[&str]) -> Run {
     let p = udpprobe();
@@ -73,43 +65,6 @@ fn under_py(rig: &Rig, url: &str, opts: &[&str], args: &[&str]) -> Run {
     let mut all = vec!["-c", PY];
     all.extend_from_slice(args);
     under(rig, url, opts, py.to_str().unwrap(), &all)
-}
-
-/// Fails with the program's output when anything leaked since the last baseline.
-#[track_caller]
-fn no_leak(rig: &Rig, run: &Run) {
-    if let Err(e) = rig.check_no_leak() {
-        panic!("{e}\n{run}");
-    }
-}
-
-/// The rest of the first stdout line that starts with `key` followed by `=` or a space.
-#[track_caller]
-fn get<'a>(run: &'a Run, key: &str) -> &'a str {
-    run.stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|r| r.strip_prefix('=').or_else(|| r.strip_prefix(' ')))
-        })
-        .unwrap_or_else(|| panic!("no `{key}` line:\n{run}"))
-}
-
-/// Does stdout have exactly this line?
-#[track_caller]
-fn has_line(run: &Run, line: &str) {
-    assert!(
-        run.stdout_lines().contains(&line),
-        "stdout lacks the line {line:?}:\n{run}"
-    );
-}
-
-/// The `laysocks:` lines on stderr.
-fn layer_lines(run: &Run) -> Vec<&str> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("laysocks:"))
-        .collect()
 }
 
 /// `a.b.c.d:port` / `[v6]:port`, as the probes print addresses.

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod apps;
+pub mod check;
 pub mod cprog;
 pub mod expect;
 pub mod fault;
