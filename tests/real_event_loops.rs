@@ -76,21 +76,30 @@ fn nginx_reverse_proxy_under_the_layer() {
     }
 
     // At the same time: one nginx worker runs eight handshakes in one epoll loop.
-    let start = Instant::now();
-    let runs: Vec<Run> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8).map(|_| s.spawn(fetch)).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let parallel = start.elapsed();
-    for run in &runs {
-        run.assert_success();
-        assert_eq!(run.stdout, HELLO_BODY, "concurrent request:\n{run}");
-    }
     // A layer that blocked inside connect() would run the eight handshakes (four relay
-    // hops each) one after the other; overlapped they take about one (~200 ms here).
+    // hops each) one after the other, every time; overlapped they take about one
+    // (~200 ms here). A second round is allowed only because one lost SYN on a loaded
+    // machine costs a 1 s retransmit once; a blocked loop is slow in both.
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let start = Instant::now();
+        let runs: Vec<Run> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(fetch)).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let parallel = start.elapsed();
+        for run in &runs {
+            run.assert_success();
+            assert_eq!(run.stdout, HELLO_BODY, "concurrent request:\n{run}");
+        }
+        rounds.push(parallel);
+        if parallel < DELAY * 4 * 8 {
+            break;
+        }
+    }
     assert!(
-        parallel < DELAY * 4 * 8,
-        "8 concurrent requests took {parallel:?}: nginx's loop was blocked"
+        rounds.iter().any(|p| *p < DELAY * 4 * 8),
+        "8 concurrent requests took {rounds:?} (two rounds): nginx's loop was blocked"
     );
 
     nginx.assert_alive();
