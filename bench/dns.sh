@@ -12,20 +12,11 @@ set -u -o pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-RESULTS=""
-BUILD=1
-QUICK=0
+NAME=dns.sh
 ONLY=",gai,map,"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --results) RESULTS=$2; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        --quick) QUICK=1; shift ;;
-        --only) ONLY=",$2,"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-        *) echo "dns.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+parse_args "$@"
 
 # Counts (overridable from the environment).
 if [ "$QUICK" = 1 ]; then
@@ -43,15 +34,12 @@ LAUNCHER="${LAYSOCKS_LAUNCHER:-$ROOT/target/release/laysocks}"
 PROXY=127.0.0.1:1080         # never contacted: getaddrinfo does not connect
 ANSWER4=203.0.113.9; ANSWER6=2001:db8::9
 
-die() { echo "dns.sh: $*" >&2; exit 1; }
-note() { echo "# $*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "needs root for the network namespace (run with sudo)"
 for t in ip cc python3 dnsmasq proxychains4 timeout; do
     command -v "$t" >/dev/null || die "missing $t (Debian packages: iproute2 gcc python3 dnsmasq-base proxychains4 coreutils)"
 done
 unset LD_PRELOAD LAYSOCKS_LAYER LAYSOCKS_PROXY LAYSOCKS_CONFIG
-want() { [[ $ONLY == *",$1,"* ]]; }
 
 T_START=$(date +%s)
 W=$(mktemp -d /tmp/lsdns.XXXXXX)
@@ -123,20 +111,12 @@ L_BIG=("$LAUNCHER" -q -c "$W/big.toml" --)
 PC_CMD=(proxychains4 -q -f "$W/pc-dns.conf")
 
 OUT="$W/figures"; : >"$OUT"
-put() { echo "$1=$2" >>"$OUT"; }
 R="$W/raw"; mkdir -p "$R"
 
 [ "$(cat "/proc/$DNSMASQ_PID/comm" 2>/dev/null)" = dnsmasq ] || die "PID $DNSMASQ_PID is not dnsmasq"
 
-# Share of the machine's CPU time that was busy over one second (other people's load:
-# on a shared 2-core box a parallel cargo build moves every figure).
-cpu_busy() {
-    local a b c d e f g h A B C D E F G H
-    read -r _ a b c d e f g h _ </proc/stat; sleep 1; read -r _ A B C D E F G H _ </proc/stat
-    local tot=$(( A + B + C + D + E + F + G + H - a - b - c - d - e - f - g - h ))
-    local idle=$(( D + E - d - e ))
-    echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
-}
+# Load from others is measured with lib.sh's cpu_busy (on a shared 2-core box a
+# parallel cargo build moves every figure).
 if [ "${WAIT_IDLE:-60}" -gt 0 ]; then # bounded wait for the machine to be quiet
     t_end=$(( $(date +%s) + ${WAIT_IDLE:-60} )); i=0
     while b=$(cpu_busy); [ "$b" -gt 15 ] && [ "$(date +%s)" -lt "$t_end" ]; do
@@ -160,7 +140,6 @@ sanity() { # way expected-prefix command...
         note "$way does not answer as expected: exit $rc, $addr, $(head -c 300 "$W/sanity-$way.err")"
     fi
 }
-ok() { grep -q "^ok.$1=1" "$OUT"; }
 sanity glibc "$ANSWER4," env
 sanity lay "${LAY_PREFIX:-198.1}" "${L_CMD[@]}"    # 198.18.x or 198.19.x; checked exactly in the report
 sanity pc "224." "${PC_CMD[@]}"
@@ -290,7 +269,6 @@ put meta.cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 put meta.kernel "$(uname -r)"
 put meta.glibc "$(ldd --version 2>/dev/null | head -1 | awk '{print $NF}')"
 put meta.laysocks "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
-ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
 put meta.versions "proxychains4 $(ver proxychains4), dnsmasq $(ver dnsmasq-base), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
 put meta.counts "getaddrinfo $N_GAI calls x $GAI_RUNS runs per way and case (cap $GAI_CAP s); table $MAP_THREADS x $MAP_NAMES names + $MAP_SHARED shared, $MAP_RUNS runs"
 put meta.lay_cmd "$LAUNCHER -q -x $LAY_SCHEME://$PROXY"

@@ -11,20 +11,11 @@ set -u -o pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-RESULTS=""
-BUILD=1
-QUICK=0
+NAME=run.sh
 ONLY=",start,curl,conn,bulk,hook,rss,loop,"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --results) RESULTS=$2; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        --quick) QUICK=1; shift ;;
-        --only) ONLY=",$2,"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-        *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+parse_args "$@"
 
 # Repetition counts (overridable from the environment).
 if [ "$QUICK" = 1 ]; then
@@ -41,8 +32,6 @@ LIB="$ROOT/target/release/liblaysocks.so"
 LAUNCHER="${LAYSOCKS_LAUNCHER:-$ROOT/target/release/laysocks}"
 PCLIB=/usr/lib/x86_64-linux-gnu/libproxychains.so.4
 
-die() { echo "run.sh: $*" >&2; exit 1; }
-note() { echo "# $*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "needs root for network namespaces (run with sudo)"
 for t in ip cc python3 curl microsocks danted proxychains4 timeout taskset; do
@@ -140,7 +129,6 @@ done
 # Each way of running must fetch the page through the proxy before it is timed;
 # otherwise its figures would be meaningless, so it is reported and left out.
 OUT="$W/figures"; : >"$OUT"
-put() { echo "$1=$2" >>"$OUT"; }
 check() { # name, command...
     local name=$1; shift
     if inc timeout 10 "$@" >"$W/check-$name.out" 2>"$W/check-$name.err"; then
@@ -163,7 +151,6 @@ if [ -x "$LAUNCHER" ]; then
 else
     put ok.launcher 0; put err.launcher "no $LAUNCHER (cargo build --release -p laysocks)"
 fi
-ok() { grep -q "^ok.$1=1" "$OUT"; }
 ok native || die "native curl --socks5 through microsocks failed: the rig is broken"
 L_CMD=("$LAUNCHER" -q -x "socks5://$PX:$PXPORT" --)
 L_CMD_D=("$LAUNCHER" -q -x "socks5://$PX:$DPORT" --)
@@ -225,34 +212,12 @@ for n, ts in v.items():
 EOF2
 }
 q() { printf '%q ' "$@"; } # one hyperfine command line from an argv
-# Share of the machine's CPU time that was busy over one second. Taken before each
-# section while nothing of ours runs, so it is other people's load: on a shared 2-core
-# box a parallel cargo build moves every figure, and the report should say so.
-cpu_busy() {
-    local a b c d e f g h A B C D E F G H
-    read -r _ a b c d e f g h _ </proc/stat; sleep 1; read -r _ A B C D E F G H _ </proc/stat
-    local tot=$(( A + B + C + D + E + F + G + H - a - b - c - d - e - f - g - h ))
-    local idle=$(( D + E - d - e ))
-    echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
-}
+# Share of the machine's CPU time that was busy over one second (lib.sh). Taken before
+# each section while nothing of ours runs, so it is other people's load: on a shared
+# 2-core box a parallel cargo build moves every figure, and the report should say so.
 busy() { put "busy.$1" "$(cpu_busy)"; }
-# The CPU that was idlest over the last second (hookcost is pinned there: pinning to a
-# fixed CPU that someone's fuzzer sits on would measure the fuzzer).
-idlest_cpu() {
-    python3 - <<'EOF'
-import time
-def idle():
-    out = {}
-    for line in open("/proc/stat"):
-        f = line.split()
-        if f[0].startswith("cpu") and f[0] != "cpu":
-            out[int(f[0][3:])] = int(f[4]) + int(f[5])
-    return out
-a = idle(); time.sleep(1); b = idle()
-print(max(b, key=lambda c: b[c] - a[c]))
-EOF
-}
-want() { [[ $ONLY == *",$1,"* ]]; }
+# hookcost is pinned to the idlest CPU (lib.sh's idlest_cpu): pinning to a fixed CPU that
+# someone's fuzzer sits on would measure the fuzzer.
 
 # Wait (bounded) for the machine to be quiet: other engineers' builds share these cores.
 if [ "${WAIT_IDLE:-60}" -gt 0 ]; then
@@ -627,7 +592,6 @@ put meta.cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 put meta.kernel "$(uname -r)"
 put meta.glibc "$(ldd --version 2>/dev/null | head -1 | awk '{print $NF}')"
 put meta.laysocks "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
-ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
 put meta.versions "proxychains4 $(ver proxychains4), microsocks $(ver microsocks), dante-server $(ver dante-server), curl $(ver curl), hyperfine $(ver hyperfine), strace $(ver strace), GNU time $(ver time), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
 put meta.counts "start-up $N_START runs; curl $N_CURL runs; connloop $N_CONN cycles x$CONN_RUNS (median of runs); bulk $N_BULK x $BULK_SIZE; hookcost $N_HOOK calls x$HOOK_REPS (min); event loop $LOOP_REPS runs per way, latency $LAT_ROUNDS x $LAT_N connections"
 put meta.seconds $(( $(date +%s) - T_START ))

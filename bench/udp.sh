@@ -12,20 +12,11 @@ set -u -o pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-RESULTS=""
-BUILD=1
-QUICK=0
+NAME=udp.sh
 ONLY=",lat,rate,sc,"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --results) RESULTS=$2; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        --quick) QUICK=1; shift ;;
-        --only) ONLY=",$2,"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-        *) echo "udp.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+parse_args "$@"
 
 # Counts (overridable from the environment).
 if [ "$QUICK" = 1 ]; then
@@ -40,15 +31,12 @@ fi
 : "${RATE_PIN:=1}"           # §2: 1 as LAT_PIN; 2: client on CPU 0, danted and the echo on CPU 1
 LAUNCHER="${LAYSOCKS_LAUNCHER:-$ROOT/target/release/laysocks}"
 
-die() { echo "udp.sh: $*" >&2; exit 1; }
-note() { echo "# $*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "needs root for network namespaces (run with sudo)"
 for t in ip cc python3 danted socksify timeout taskset; do
     command -v "$t" >/dev/null || die "missing $t (Debian packages: iproute2 gcc python3 dante-server dante-client coreutils util-linux)"
 done
 unset LD_PRELOAD LAYSOCKS_LAYER LAYSOCKS_PROXY LAYSOCKS_CONFIG SOCKS_CONF SOCKS_SERVER SOCKS5_SERVER
-want() { [[ $ONLY == *",$1,"* ]]; }
 
 T_START=$(date +%s)
 W=$(mktemp -d /tmp/lsudp.XXXXXX)
@@ -148,7 +136,6 @@ way_cmd() { # way mode -> the argv in WAY[] (options go after it), the target in
 noroutes() { inc awk '/^Ip:/ { if (h) { print $(f) } else { for (i = 1; i <= NF; i++) if ($i == "OutNoRoutes") f = i; h = 1 } }' /proc/net/snmp; }
 
 OUT="$W/figures"; : >"$OUT"
-put() { echo "$1=$2" >>"$OUT"; }
 R="$W/raw"; mkdir -p "$R"
 
 # wait for the servers (bounded): the native client's first round trip
@@ -160,28 +147,6 @@ done
 DANTED_PID=$(cat "$W/danted.pid" 2>/dev/null)
 [ "$(cat "/proc/$DANTED_PID/comm" 2>/dev/null)" = danted ] || die "PID ${DANTED_PID:-?} is not danted"
 
-cpu_busy() {
-    local a b c d e f g h A B C D E F G H
-    read -r _ a b c d e f g h _ </proc/stat; sleep 1; read -r _ A B C D E F G H _ </proc/stat
-    local tot=$(( A + B + C + D + E + F + G + H - a - b - c - d - e - f - g - h ))
-    local idle=$(( D + E - d - e ))
-    echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
-}
-# The CPU that was idlest over the last second.
-idlest_cpu() {
-    python3 - <<'EOF'
-import time
-def idle():
-    out = {}
-    for line in open("/proc/stat"):
-        f = line.split()
-        if f[0].startswith("cpu") and f[0] != "cpu":
-            out[int(f[0][3:])] = int(f[4]) + int(f[5])
-    return out
-a = idle(); time.sleep(1); b = idle()
-print(max(b, key=lambda c: b[c] - a[c]))
-EOF
-}
 # Pin every process of the proxy namespace (danted, its children, the echo) to CPUs.
 pin_servers() { local p; for p in $(ip netns pids "$NSP"); do taskset -a -p -c "$1" "$p" >/dev/null 2>&1; done; }
 if [ "${WAIT_IDLE:-60}" -gt 0 ]; then # bounded wait for the machine to be quiet
@@ -210,7 +175,6 @@ for w in "${WAYS_ALL[@]}"; do
         note "$w does not work: exit $rc, $((n1 - n0)) unroutable datagrams: $(head -c 300 "$W/sanity-$w.err")"
     fi
 done
-ok() { grep -q "^ok.$1=1" "$OUT"; }
 ok native || die "the native SOCKS5 UDP client does not get through danted: the rig is broken"
 ok direct || die "the direct reference does not reach the echo: the rig is broken"
 
@@ -331,7 +295,6 @@ put meta.cpus "$(nproc)"
 put meta.cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 put meta.kernel "$(uname -r)"
 put meta.laysocks "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
-ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
 put meta.versions "dante-server $(ver dante-server), dante-client $(ver dante-client), rustc $(rustc --version 2>/dev/null | awk '{print $2}')"
 put meta.counts "$RUNS runs per way; round trips: $LAT_N x $LAT_LEN B; rate: window $WINDOW, $RATE_SECS s, sizes $RATE_LENS"
 put meta.lay_cmd "$LAUNCHER -q -x socks5://$PX:$DPORT"
