@@ -89,7 +89,9 @@ pub struct Assoc {
     filtered: bool,
     /// Recent destinations of an unconnected socket: target → the address the program
     /// used (a placeholder, or a resolver replaced by `dns_server`).
-    sent: Vec<(TargetAddr, SocketAddr)>,
+    /// Shared, so that the copy each datagram takes of the session is a reference count,
+    /// not up to REMEMBERED names; replaced (copy on write) only for a new destination.
+    sent: Arc<Vec<(TargetAddr, SocketAddr)>>,
     checked_ms: u64,
 }
 
@@ -307,7 +309,7 @@ fn open(fd: c_int, family: c_int) -> Result<Assoc, Failure> {
         relay,
         peer: None,
         filtered: false,
-        sent: Vec::new(),
+        sent: Arc::new(Vec::new()),
         checked_ms: time::now_ms(),
     })
 }
@@ -483,10 +485,11 @@ fn remember(fd: c_int, target: TargetAddr, shown: SocketAddr) {
     fdtable::with(fd, |s| {
         if let SocketState::Udp(a) = &mut s.state {
             if !a.sent.iter().any(|(t, _)| *t == target) {
-                if a.sent.len() >= REMEMBERED {
-                    a.sent.remove(0);
+                let sent = Arc::make_mut(&mut a.sent);
+                if sent.len() >= REMEMBERED {
+                    sent.remove(0);
                 }
-                a.sent.push((target, shown));
+                sent.push((target, shown));
             }
         }
     });
