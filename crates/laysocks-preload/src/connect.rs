@@ -13,6 +13,14 @@
 //! by setting `SO_SNDTIMEO` to the time left for the duration of the call, then
 //! restoring the program's value.
 //!
+//! A signal during a blocking connect does what it does to the kernel's
+//! (`__inet_stream_connect`, measured in `tests/stress.rs`): with `SA_RESTART` the call
+//! goes on; without it (or with `SO_SNDTIMEO` set) it fails with `EINTR` and the
+//! handshake continues in the background as a [`pending`](crate::pending) one, which the
+//! next blocking `connect()` waits for (0, then `EISCONN`) and a non-blocking one answers
+//! with `EALREADY`. An fd closed or `dup2`ed over by another thread mid-handshake ends the
+//! call with `EBADF` ([`driver::BlockingGuard`]).
+//!
 //! Non-blocking sockets get `EINPROGRESS` at once; their handshake runs in the
 //! program's own readiness calls ([`pending`](crate::pending)), on the same
 //! [`driver`](crate::driver).
@@ -122,6 +130,9 @@ pub(crate) unsafe fn on_connect(
             .map(|()| Outcome::Done(0))
             .map_err(Into::into);
     }
+    // The program's own blocking connect: signals and fd games end it as the kernel's
+    // would (see `driver::BlockingGuard`).
+    let _guard = driver::BlockingGuard::new(fd);
     match proxied_connect(fd, family, target, shown) {
         Ok(()) => Ok(Outcome::Done(0)),
         Err(e) => Err(e.into()),
@@ -212,6 +223,9 @@ pub(crate) fn proxied_connect(
         timeout = timeout.min(app_sndtimeo);
     }
     let deadline = started + timeout;
+    // A handshake a signal interrupted, to go on in the background: its driver and
+    // when a pipelined attempt gives up.
+    let mut interrupted: Option<(Driver, u64)> = None;
 
     let result = (|| {
         if layer::is_disabled() {
@@ -225,6 +239,10 @@ pub(crate) fn proxied_connect(
             let mut d = Driver::for_target(fd, &target, true);
             match driver::run_to_completion(&mut d, started, patience) {
                 Ok(_) => return Ok(proxy),
+                Err(f @ Failure::Interrupted { .. }) => {
+                    interrupted = Some((d, patience));
+                    return Err((Some(proxy), f));
+                }
                 Err(f) if pipeline::is_stall(&f) && time::now_ms() < deadline => {
                     // The proxy choked on the pipelined handshake: start over on the
                     // same socket with the ordinary one, and remember the proxy.
@@ -237,13 +255,21 @@ pub(crate) fn proxied_connect(
             }
         }
         let mut d = Driver::for_target(fd, &target, false);
-        driver::run_to_completion(&mut d, started, deadline).map_err(|f| (Some(proxy), f))?;
-        Ok(proxy)
+        match driver::run_to_completion(&mut d, started, deadline) {
+            Ok(_) => Ok(proxy),
+            Err(f @ Failure::Interrupted { .. }) => {
+                interrupted = Some((d, 0));
+                Err((Some(proxy), f))
+            }
+            Err(f) => Err((Some(proxy), f)),
+        }
     })();
 
     match result {
         Ok(proxy) => {
-            let inode = sysnet::inode(fd).unwrap_or(0);
+            // The socket the handshake ran on (the number may hold another by now; the
+            // table's inode check then drops the record).
+            let inode = driver::start_inode(fd).unwrap_or_else(|| sysnet::inode(fd).unwrap_or(0));
             fdtable::insert(
                 fd,
                 Socket {
@@ -260,9 +286,43 @@ pub(crate) fn proxied_connect(
             report::connected(cfg, &target, time::now_us() - started * 1000);
             Ok(())
         }
+        Err((at, Failure::Interrupted { proxy })) => {
+            // EINTR, and the connect goes on in the background as the kernel's does: the
+            // socket becomes a pending one, finished by the program's next connect, poll
+            // or read (`pending`).
+            let inode = driver::start_inode(fd).unwrap_or(0);
+            let candidates = candidates(fd, family);
+            let current = proxy
+                .or(at)
+                .and_then(|p| candidates.iter().position(|c| *c == p))
+                .unwrap_or(0);
+            let (d, fallback) = match interrupted.take() {
+                Some((d, f)) => (Some(d), f),
+                None => (None, 0),
+            };
+            pending::adopt(
+                fd,
+                pending::Adopted {
+                    inode,
+                    family,
+                    target,
+                    shown,
+                    candidates,
+                    current,
+                    driver: d,
+                    fallback_at_ms: fallback,
+                    started_ms: started,
+                    deadline_ms: deadline,
+                },
+            );
+            Err(Errno(libc::EINTR))
+        }
         Err((_, failure)) => {
-            sysnet::disconnect(fd);
-            fdtable::forget(fd);
+            // Another file on the number now: not ours to disconnect or forget.
+            if failure != Failure::Replaced {
+                sysnet::disconnect(fd);
+                fdtable::forget(fd);
+            }
             let errno = failure.errno();
             report::failed(cfg, &target, &failure, errno);
             Err(errno)
@@ -315,7 +375,9 @@ pub(crate) fn connect_to_proxy(
         }
         match connect_once(fd, proxy, app_sndtimeo, started, deadline) {
             Ok(()) => return Ok(*proxy),
-            Err(f @ Failure::Timeout { .. }) => return Err(f),
+            Err(
+                f @ (Failure::Timeout { .. } | Failure::Interrupted { .. } | Failure::Replaced),
+            ) => return Err(f),
             Err(f) => last = f,
         }
     }
@@ -341,8 +403,24 @@ fn connect_once(
         Err(Errno(libc::EINPROGRESS)) | Err(Errno(libc::EAGAIN)) => Err(Failure::Timeout {
             after_ms: deadline.saturating_sub(started),
         }),
-        // A signal interrupted the wait: the connect continues; wait for it here.
-        Err(Errno(libc::EINTR)) => finish_async_connect(fd, started, deadline),
+        // A signal interrupted the wait (always EINTR: SO_SNDTIMEO is set). The connect
+        // continues; the program's own connect fails with EINTR if the kernel would
+        // have failed it (`driver::wait_for`), else we wait for it here.
+        Err(Errno(libc::EINTR)) => {
+            let interrupt = driver::start_inode(fd).is_some()
+                && (app_sndtimeo > 0 || laysocks_sys::signal::would_interrupt());
+            if interrupt {
+                return Err(Failure::Interrupted {
+                    proxy: Some(*proxy),
+                });
+            }
+            finish_async_connect(fd, started, deadline).map_err(|f| match f {
+                Failure::Interrupted { .. } => Failure::Interrupted {
+                    proxy: Some(*proxy),
+                },
+                f => f,
+            })
+        }
         Err(e) => Err(Failure::ProxyUnreachable(e)),
     }
 }

@@ -12,7 +12,7 @@
 //! Non-blocking connects ([`crate::pending`]) call `advance` from the program's own
 //! readiness calls instead.
 
-use laysocks_proto::{ClientHandshake, ClientStatus, Error as ProtoError, TargetAddr};
+use laysocks_proto::{Awaiting, ClientHandshake, ClientStatus, Error as ProtoError, TargetAddr};
 use laysocks_sys::net::{poll_one, recv_nonblocking, send_nonblocking};
 use laysocks_sys::{time, Errno};
 use libc::c_int;
@@ -24,8 +24,11 @@ pub enum Failure {
     ProxyUnreachable(Errno),
     /// No proxy address usable from this socket's family.
     NoProxyForFamily,
-    /// The proxy hung up (EOF) before its reply was complete.
-    ProxyClosed,
+    /// The proxy hung up (EOF) before its reply was complete; where the exchange stood.
+    ProxyClosed(Awaiting),
+    /// A socket error in the middle of the SOCKS5 exchange (RST from the proxy, …), and
+    /// where the exchange stood.
+    Broken(Errno, Awaiting),
     /// A socket error during the exchange (RST from the proxy, …).
     Io(Errno),
     /// The proxy answered, but with a refusal or something that is not SOCKS5.
@@ -38,6 +41,13 @@ pub enum Failure {
     Timeout { after_ms: u64 },
     /// The layer turned itself off after an internal error.
     LayerDisabled,
+    /// A signal interrupted a blocking connect, and the kernel would not have restarted
+    /// the call ([`laysocks_sys::signal`]): the program gets `EINTR` and the handshake
+    /// goes on in the background. `proxy`: the proxy being connected to, when known.
+    Interrupted { proxy: Option<std::net::SocketAddr> },
+    /// Another thread closed the fd, or put another file on its number (`dup2`), while
+    /// a blocking connect waited: the handshake must not go on on what is there now.
+    Replaced,
 }
 
 impl Failure {
@@ -47,9 +57,12 @@ impl Failure {
         Errno(match self {
             Failure::ProxyUnreachable(e) | Failure::Io(e) => e.0,
             Failure::NoProxyForFamily => libc::EAFNOSUPPORT,
-            Failure::ProxyClosed => libc::ECONNRESET,
+            Failure::ProxyClosed(_) => libc::ECONNRESET,
+            Failure::Broken(e, _) => e.0,
             Failure::Timeout { .. } => libc::ETIMEDOUT,
             Failure::LayerDisabled => libc::ECONNABORTED,
+            Failure::Interrupted { .. } => libc::EINTR,
+            Failure::Replaced => libc::EBADF,
             Failure::NameUnreachable(_) => libc::EHOSTUNREACH,
             Failure::Protocol(e) => match e.kind() {
                 K::ConnectionRefused => libc::ECONNREFUSED,
@@ -70,9 +83,17 @@ impl Failure {
             Failure::NoProxyForFamily => {
                 "the proxy has no address this socket's family can reach (IPv4 socket, IPv6-only proxy)".into()
             }
-            Failure::ProxyClosed => "the proxy closed the connection during the SOCKS5 handshake".into(),
+            Failure::ProxyClosed(at) => format!("the proxy closed the connection {}", during(at)),
+            Failure::Broken(Errno(libc::ECONNRESET), at) => {
+                format!("the proxy reset the connection {}", during(at))
+            }
+            Failure::Broken(e, at) => format!(
+                "the connection to the proxy failed {}: {}",
+                during(at),
+                e.description()
+            ),
             Failure::Io(e) => format!("connection to the proxy failed during the handshake: {}", e.description()),
-            Failure::Protocol(e) => format!("{e}"),
+            Failure::Protocol(e) => protocol_reason(e),
             Failure::NameUnreachable(e) => format!(
                 "{e} (the name may not resolve on the proxy's side)"
             ),
@@ -81,7 +102,52 @@ impl Failure {
                 *after_ms as f64 / 1000.0
             ),
             Failure::LayerDisabled => "the layer is disabled after an internal error".into(),
+            Failure::Interrupted { .. } => "interrupted by a signal".into(),
+            Failure::Replaced => {
+                "the socket was closed or replaced by another thread during the handshake".into()
+            }
         }
+    }
+}
+
+/// Where the exchange stood when the connection went, for [`Failure::reason`].
+fn during(at: &Awaiting) -> String {
+    match *at {
+        Awaiting::MethodSelection { received: 0 } => "before answering the greeting".into(),
+        Awaiting::MethodSelection { received } => {
+            format!("after {received} of the 2 bytes of its method selection")
+        }
+        Awaiting::AuthStatus { received: 0 } => "before answering the username/password".into(),
+        Awaiting::AuthStatus { received } => {
+            format!("after {received} of the 2 bytes of its username/password answer")
+        }
+        Awaiting::Reply { received: 0, .. } => "before replying to the request".into(),
+        Awaiting::Reply {
+            received,
+            total: Some(total),
+        } => format!("after {received} of the {total} bytes of its reply"),
+        Awaiting::Reply { received: 1, .. } => "after 1 byte of its reply".into(),
+        Awaiting::Reply { received, .. } => format!("after {received} bytes of its reply"),
+        Awaiting::Nothing => "during the SOCKS5 handshake".into(),
+    }
+}
+
+/// The engine's words for a protocol failure, sharpened where the client side knows
+/// more than the shared engine text says: the message is the proxy's reply, and a proxy
+/// whose first byte is `H` is most likely an HTTP server or proxy.
+fn protocol_reason(e: &ProtoError) -> String {
+    match *e {
+        ProtoError::BadAddressType(a) => format!(
+            "the proxy's reply has an unknown address type {a:#04x} (RFC 1928 §5 defines \
+             0x01 IPv4, 0x03 domain name, 0x04 IPv6)"
+        ),
+        ProtoError::EmptyDomain => "the proxy's reply gives its bound address as a domain name \
+             of length 0 (RFC 1928 §5: 1 to 255 octets)"
+            .into(),
+        ProtoError::BadVersion(b'H') => format!(
+            "{e}; it starts like an HTTP response: is this an HTTP proxy rather than SOCKS5?"
+        ),
+        _ => format!("{e}"),
     }
 }
 
@@ -122,6 +188,12 @@ impl Driver {
         }
     }
 
+    /// The socket is now reached through another fd number (a duplicate took over
+    /// after the original was closed).
+    pub fn set_fd(&mut self, fd: c_int) {
+        self.fd = fd;
+    }
+
     /// A refusal, as the program should see it. RFC 1928 §6 has "host unreachable"
     /// (REP 4), but many servers (microsocks among them) answer a failed lookup with
     /// "general failure" (REP 1); for a named target both mean the name led nowhere.
@@ -148,13 +220,13 @@ impl Driver {
                         Ok(n) => self.engine.consume_output(n),
                         Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLOUT),
                         Err(Errno(libc::EINTR)) => continue,
-                        Err(e) => return Step::Failed(Failure::Io(e)),
+                        Err(e) => return Step::Failed(Failure::Broken(e, self.engine.awaiting())),
                     }
                 }
                 ClientStatus::NeedRead => {
                     let want = self.engine.bytes_needed().clamp(1, buf.len());
                     match recv_nonblocking(self.fd, &mut buf[..want]) {
-                        Ok(0) => return Step::Failed(Failure::ProxyClosed),
+                        Ok(0) => return Step::Failed(Failure::ProxyClosed(self.engine.awaiting())),
                         Ok(n) => {
                             if let Err(e) = self.engine.handle_input(&buf[..n]) {
                                 return Step::Failed(self.refusal(e));
@@ -162,7 +234,7 @@ impl Driver {
                         }
                         Err(Errno(libc::EAGAIN)) => return Step::Wait(libc::POLLIN),
                         Err(Errno(libc::EINTR)) => continue,
-                        Err(e) => return Step::Failed(Failure::Io(e)),
+                        Err(e) => return Step::Failed(Failure::Broken(e, self.engine.awaiting())),
                     }
                 }
             }
@@ -186,8 +258,67 @@ pub fn run_to_completion(
     }
 }
 
+/// The program's blocking `connect()` running on this thread, if any: its fd and the
+/// socket's inode when the call began. [`wait_for`] uses it to behave as the kernel's
+/// connect would while the program waits: a signal the kernel would not restart the
+/// call for ends the wait with [`Failure::Interrupted`], and a wait that returns to find
+/// another file on the fd number (closed, `dup2`) ends with [`Failure::Replaced`] instead
+/// of writing the handshake into someone else's socket. The layer's own sockets (DNS
+/// over TCP, UDP control connections) have no guard: their waits retry `EINTR`.
+#[derive(Clone, Copy)]
+struct Blocking {
+    fd: c_int,
+    inode: u64,
+}
+
+thread_local! {
+    static BLOCKING: std::cell::Cell<Option<Blocking>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks `fd` as the program's blocking connect on this thread until dropped.
+pub struct BlockingGuard {
+    prev: Option<Blocking>,
+}
+
+impl BlockingGuard {
+    pub fn new(fd: c_int) -> BlockingGuard {
+        let inode = laysocks_sys::net::inode(fd).unwrap_or(0);
+        let prev = BLOCKING.with(|b| b.replace(Some(Blocking { fd, inode })));
+        BlockingGuard { prev }
+    }
+}
+
+impl Drop for BlockingGuard {
+    fn drop(&mut self) {
+        BLOCKING.with(|b| b.set(self.prev));
+    }
+}
+
+fn guarded(fd: c_int) -> Option<Blocking> {
+    BLOCKING.with(|b| b.get()).filter(|b| b.fd == fd)
+}
+
+/// The inode `fd` had when the program's blocking connect on it began, if one runs on
+/// this thread ([`BlockingGuard`]).
+pub fn start_inode(fd: c_int) -> Option<u64> {
+    guarded(fd).map(|g| g.inode)
+}
+
+/// After `EINTR` in a wait for a blocking connect or data call of the program on `fd`:
+/// would the kernel have failed the call with `EINTR` (true) or restarted it? Never
+/// restarted with `SO_SNDTIMEO` set on the socket (signal(7)); otherwise as the
+/// handlers say ([`laysocks_sys::signal::would_interrupt`]).
+pub fn interrupted_by_signal(fd: c_int) -> bool {
+    laysocks_sys::net::send_timeout_ms(fd).unwrap_or(0) > 0
+        || laysocks_sys::signal::would_interrupt()
+}
+
+/// How long a guarded wait polls before it checks that the fd is still its socket.
+const GUARD_SLICE_MS: u64 = 100;
+
 /// Waits until `fd` has `events` (or an error/hangup, which the next step will read),
-/// retrying `EINTR` with the time that is left.
+/// retrying `EINTR` with the time that is left — unless `fd` is the program's blocking
+/// connect on this thread ([`BlockingGuard`]), which ends as the kernel's would.
 pub fn wait_for(fd: c_int, events: i16, started_ms: u64, deadline_ms: u64) -> Result<(), Failure> {
     loop {
         let now = time::now_ms();
@@ -196,8 +327,26 @@ pub fn wait_for(fd: c_int, events: i16, started_ms: u64, deadline_ms: u64) -> Re
                 after_ms: deadline_ms.saturating_sub(started_ms),
             });
         }
-        let left = (deadline_ms - now).min(i32::MAX as u64) as i32;
-        match poll_one(fd, events, left) {
+        let guard = guarded(fd);
+        // A guarded wait looks at the fd number at least every GUARD_SLICE_MS: a poll
+        // that began on the old socket goes on polling whatever is on the number now,
+        // and may never wake if that is quiet.
+        let cap = if guard.is_some() {
+            GUARD_SLICE_MS
+        } else {
+            i32::MAX as u64
+        };
+        let left = (deadline_ms - now).min(cap) as i32;
+        let r = poll_one(fd, events, left);
+        if let Some(g) = guard {
+            if laysocks_sys::net::inode(fd).ok() != Some(g.inode) {
+                return Err(Failure::Replaced);
+            }
+            if r == Err(Errno(libc::EINTR)) && interrupted_by_signal(fd) {
+                return Err(Failure::Interrupted { proxy: None });
+            }
+        }
+        match r {
             Ok(0) => continue, // timed out: the loop head reports it
             Ok(_) => return Ok(()),
             Err(Errno(libc::EINTR)) => continue,
@@ -300,8 +449,25 @@ mod tests {
         assert_eq!(recv_nonblocking(proxy, &mut greeting), Ok(3));
         close(proxy);
         let r = run_to_completion(&mut driver, now, time::now_ms() + 1000);
-        assert_eq!(r, Err(Failure::ProxyClosed));
-        assert_eq!(Failure::ProxyClosed.errno().0, libc::ECONNRESET);
+        let closed = Failure::ProxyClosed(Awaiting::MethodSelection { received: 0 });
+        assert_eq!(r, Err(closed.clone()));
+        assert_eq!(closed.errno().0, libc::ECONNRESET);
+        assert_eq!(
+            closed.reason(),
+            "the proxy closed the connection before answering the greeting"
+        );
+        let cut = Failure::Broken(
+            Errno(libc::ECONNRESET),
+            Awaiting::Reply {
+                received: 4,
+                total: None,
+            },
+        );
+        assert_eq!(cut.errno().0, libc::ECONNRESET);
+        assert_eq!(
+            cut.reason(),
+            "the proxy reset the connection after 4 bytes of its reply"
+        );
         close(client);
     }
 }

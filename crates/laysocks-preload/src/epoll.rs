@@ -122,6 +122,16 @@ pub fn park(fd: c_int, events: i16, deadline_ms: u64) {
 
 /// Gives every registration of `fd` back to the program, exactly as it made it.
 /// Called with the fd table locked.
+/// A duplicate `fd` of the parked socket `like` (`dup` while the handshake runs): the
+/// duplicate's own registrations, made from now on, are parked the same way.
+pub fn park_like(fd: c_int, like: c_int) {
+    REGISTRY.with(|r| {
+        if let Some(&v) = r.parked.get(&like) {
+            r.parked.insert(fd, v);
+        }
+    });
+}
+
 pub fn unpark(fd: c_int) {
     REGISTRY.with(|r| {
         if r.parked.remove(&fd).is_none() {

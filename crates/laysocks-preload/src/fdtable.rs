@@ -237,6 +237,141 @@ impl<T> SpinLock<T> {
 
 static SOCKETS: SpinLock<BTreeMap<c_int, Socket>> = SpinLock::new(BTreeMap::new());
 
+/// Duplicates of pending sockets, as (duplicate, leader): the leader's record drives
+/// the one handshake both numbers share (see [`duplicate`]). Only touched while
+/// `SOCKETS` is held, so it is never contended and fork cannot catch it held.
+static ALIASES: SpinLock<Vec<(c_int, c_int)>> = SpinLock::new(Vec::new());
+
+/// Set once a duplicate of a pending socket has existed: until then [`settle_aliases`]
+/// costs one load.
+static ANY_ALIAS: AtomicBool = AtomicBool::new(false);
+
+fn aliases<R>(f: impl FnOnce(&mut Vec<(c_int, c_int)>) -> R) -> R {
+    ALIASES.with(f)
+}
+
+/// The number whose record drives `fd`'s handshake: `fd` itself, or the pending
+/// socket it is a duplicate of.
+pub fn leader(fd: c_int) -> c_int {
+    if kind_of(fd) != kind::PENDING {
+        return fd;
+    }
+    SOCKETS.with(|m| {
+        if m.contains_key(&fd) {
+            return fd;
+        }
+        aliases(|a| a.iter().find(|(d, _)| *d == fd).map_or(fd, |(_, l)| *l))
+    })
+}
+
+/// The duplicates of the pending socket `leader`. Only for use inside [`with`] on
+/// `leader` (the table lock is held there), e.g. to park their epoll registrations.
+pub fn duplicates_of(leader: c_int) -> Vec<c_int> {
+    if !ANY_ALIAS.load(Ordering::Relaxed) {
+        return Vec::new();
+    }
+    aliases(|a| {
+        a.iter()
+            .filter(|(_, l)| *l == leader)
+            .map(|(d, _)| *d)
+            .collect()
+    })
+}
+
+/// The handshake `leader` drove has ended (or its record is gone): its duplicates get
+/// a copy of an established record, and are otherwise left to the kernel's view (a
+/// failed connect's errno is collected once, through the leader).
+pub fn settle_aliases(leader: c_int) {
+    if !ANY_ALIAS.load(Ordering::Relaxed) {
+        return;
+    }
+    SOCKETS.with(|m| {
+        let dups: Vec<c_int> = aliases(|a| {
+            let d = a
+                .iter()
+                .filter(|(_, l)| *l == leader)
+                .map(|(d, _)| *d)
+                .collect();
+            a.retain(|(_, l)| *l != leader);
+            d
+        });
+        if dups.is_empty() {
+            return;
+        }
+        let copy = match m.get(&leader) {
+            Some(Socket {
+                inode,
+                family,
+                shown,
+                state: SocketState::Established { target, proxy, .. },
+            }) => Some((*inode, *family, *shown, *target, *proxy)),
+            _ => None,
+        };
+        for d in dups {
+            match copy {
+                Some((inode, family, shown, target, proxy)) => {
+                    let s = Socket {
+                        inode,
+                        family,
+                        shown,
+                        state: SocketState::Established {
+                            target,
+                            proxy,
+                            connect_reported: true,
+                        },
+                    };
+                    set_kind(d, s.state.kind());
+                    m.insert(d, s);
+                }
+                None => set_kind(d, kind::NONE),
+            }
+        }
+    });
+}
+
+/// `fd` is being closed (or replaced by `dup2`): drops its record, and if duplicates
+/// of its pending socket remain, hands the handshake to the first of them.
+fn forget_closed_locked(m: &mut BTreeMap<c_int, Socket>, fd: c_int) -> Option<Socket> {
+    let heir = aliases(|a| {
+        let was_alias = a.iter().any(|(d, _)| *d == fd);
+        a.retain(|(d, _)| *d != fd);
+        if was_alias {
+            return None;
+        }
+        let heir = a.iter().find(|(_, l)| *l == fd).map(|(d, _)| *d)?;
+        a.retain(|(d, _)| *d != heir);
+        for e in a.iter_mut().filter(|(_, l)| *l == fd) {
+            e.1 = heir;
+        }
+        Some(heir)
+    });
+    set_kind(fd, kind::NONE);
+    let rec = m.remove(&fd);
+    match (heir, rec) {
+        (Some(h), Some(mut r)) => {
+            if let SocketState::Pending(p) = &mut r.state {
+                p.moved_to_new_fd(h);
+            }
+            set_kind(h, r.state.kind());
+            m.insert(h, r);
+            None
+        }
+        (Some(h), None) => {
+            set_kind(h, kind::NONE);
+            None
+        }
+        (None, r) => r,
+    }
+}
+
+/// [`forget`] for a `close`: duplicates of a pending socket keep its handshake.
+pub fn forget_closed(fd: c_int) -> Option<Socket> {
+    if !is_ours(fd) {
+        return None;
+    }
+    SOCKETS.with(|m| forget_closed_locked(m, fd))
+}
+
 /// Records `fd` as managed (replacing any record of an earlier socket on that number).
 pub fn insert(fd: c_int, socket: Socket) {
     SOCKETS.with(|m| {
@@ -259,10 +394,18 @@ pub fn forget(fd: c_int) -> Option<Socket> {
 /// Forgets every fd in `first..=last` (close_range, closefrom).
 pub fn forget_range(first: c_int, last: c_int) {
     SOCKETS.with(|m| {
-        let gone: Vec<c_int> = m.range(first..=last).map(|(fd, _)| *fd).collect();
+        let mut gone: Vec<c_int> = m.range(first..=last).map(|(fd, _)| *fd).collect();
+        aliases(|a| {
+            gone.extend(
+                a.iter()
+                    .map(|(d, _)| *d)
+                    .filter(|d| (first..=last).contains(d)),
+            )
+        });
+        // Duplicates first, so a leader's record only moves to one outside the range.
+        gone.sort_unstable_by_key(|fd| m.contains_key(fd));
         for fd in gone {
-            m.remove(&fd);
-            set_kind(fd, kind::NONE);
+            forget_closed_locked(m, fd);
         }
     });
     // Epoll marks in the range go too (their registrations are dropped by the caller).
@@ -275,11 +418,33 @@ pub fn forget_range(first: c_int, last: c_int) {
 }
 
 /// `new` now refers to the same socket as `old` (dup, dup2, dup3, F_DUPFD). A pending
-/// handshake stays with the original fd (the duplicate shares the kernel socket, so
-/// the program sees the same progress through either); the duplicate is recorded once
-/// the socket is established.
+/// handshake stays with the original fd's record; the duplicate is marked pending and
+/// follows it ([`leader`]), so it too hides readiness and data until the proxy has
+/// answered, and gets a copy of the record once the socket is established
+/// ([`settle_aliases`]). Closing the original hands the handshake to a duplicate
+/// ([`forget_closed`]).
 pub fn duplicate(old: c_int, new: c_int) {
     SOCKETS.with(|m| {
+        // dup2/dup3 closed whatever `new` was first.
+        forget_closed_locked(m, new);
+        // A duplicate of a pending socket follows the record that drives the handshake
+        // (the kernel socket is one; so is the handshake): see [`leader`].
+        let lead = if m.contains_key(&old) {
+            Some(old)
+        } else {
+            aliases(|a| a.iter().find(|(d, _)| *d == old).map(|(_, l)| *l))
+        };
+        if let Some(lead) = lead {
+            if matches!(
+                m.get(&lead).map(|s| &s.state),
+                Some(SocketState::Pending(_))
+            ) {
+                aliases(|a| a.push((new, lead)));
+                ANY_ALIAS.store(true, Ordering::Relaxed);
+                set_kind(new, kind::PENDING);
+                return;
+            }
+        }
         let copy = match m.get(&old) {
             Some(Socket {
                 inode,
@@ -315,11 +480,7 @@ pub fn duplicate(old: c_int, new: c_int) {
                 set_kind(new, s.state.kind());
                 m.insert(new, s);
             }
-            None => {
-                if m.remove(&new).is_some() || kind_of(new) != kind::NONE {
-                    set_kind(new, kind::NONE);
-                }
-            }
+            None => set_kind(new, kind::NONE),
         }
     });
 }
@@ -384,6 +545,12 @@ extern "C" fn in_child_after_fork() {
         }
         keep
     });
+    // Duplicates of pending sockets follow the pending records out.
+    // SAFETY: ALIASES is only taken under SOCKETS, which we hold.
+    let a = unsafe { &mut *ALIASES.value.get() };
+    for (d, _) in a.drain(..) {
+        set_kind(d, kind::NONE);
+    }
     crate::epoll::after_fork_in_child();
     crate::resolve::unlock_after_fork();
     SOCKETS.unlock();

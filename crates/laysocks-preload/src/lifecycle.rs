@@ -19,7 +19,7 @@ hook! {
             epoll::forget_epfd(fd);
             fdtable::unmark_epoll(fd);
         } else {
-            fdtable::forget(fd);
+            fdtable::forget_closed(fd);
             epoll::forget_fd(fd);
         }
         Ok(Outcome::Passthrough)
@@ -114,6 +114,10 @@ fn after_dup(old: c_int, new: c_int) -> HookResult<c_int> {
     }
     if new != old {
         fdtable::duplicate(old, new);
+        let lead = fdtable::leader(new);
+        if lead != new {
+            epoll::park_like(new, lead);
+        }
     }
     Ok(Outcome::Done(new))
 }

@@ -153,9 +153,73 @@ pub fn start(
     }
 }
 
-/// Moves the handshake on `fd` forward as far as the socket allows now.
+/// A blocking connect a signal interrupted ([`crate::connect::proxied_connect`]), to go
+/// on in the background like the kernel's: where it stood.
+pub struct Adopted {
+    pub inode: u64,
+    pub family: c_int,
+    pub target: TargetAddr,
+    pub shown: Option<SocketAddr>,
+    pub candidates: Vec<SocketAddr>,
+    /// The proxy being connected to or negotiated with.
+    pub current: usize,
+    /// The SOCKS5 exchange, if it had begun (`None`: the proxy connect is in flight).
+    pub driver: Option<Driver>,
+    pub fallback_at_ms: u64,
+    pub started_ms: u64,
+    pub deadline_ms: u64,
+}
+
+/// Records an interrupted blocking connect as pending (see [`Adopted`]); its deadline is
+/// the one the blocking call had.
+pub fn adopt(fd: c_int, a: Adopted) {
+    let phase = if a.driver.is_some() {
+        Phase::Negotiate
+    } else {
+        Phase::ProxyConnect
+    };
+    fdtable::insert(
+        fd,
+        Socket {
+            inode: a.inode,
+            family: a.family,
+            shown: a.shown,
+            state: SocketState::Pending(Box::new(Pending {
+                target: a.target,
+                phase,
+                driver: a.driver,
+                fallback_at_ms: a.fallback_at_ms,
+                candidates: a.candidates,
+                current: a.current,
+                started_ms: a.started_ms,
+                deadline_ms: a.deadline_ms,
+                parked: 0,
+            })),
+        },
+    );
+}
+
+impl Pending {
+    /// The record now lives under another fd number (the original was closed and a
+    /// duplicate took the handshake over): that number's epoll registrations are not
+    /// parked yet.
+    pub(crate) fn moved_to_new_fd(&mut self, fd: c_int) {
+        self.parked = 0;
+        if let Some(d) = &mut self.driver {
+            d.set_fd(fd);
+        }
+    }
+}
+
+/// Moves the handshake on `fd` forward as far as the socket allows now. A duplicate of
+/// a pending socket drives the original's record (through the original's number: one
+/// kernel socket, one handshake).
 pub fn advance(fd: c_int) -> Observed {
-    let result = fdtable::with(fd, |sock| step(fd, sock));
+    let lead = fdtable::leader(fd);
+    let result = fdtable::with(lead, |sock| step(lead, sock));
+    if !matches!(result, Some((Observed::Pending { .. }, _))) {
+        fdtable::settle_aliases(lead);
+    }
     match result {
         None => Observed::NotOurs,
         Some((observed, transition)) => {
@@ -194,6 +258,9 @@ fn step(fd: c_int, sock: &mut Socket) -> (Observed, Option<Transition>) {
             if p.parked != events {
                 p.parked = events;
                 epoll::park(fd, events, wake);
+                for d in fdtable::duplicates_of(fd) {
+                    epoll::park(d, events, wake);
+                }
             }
             (
                 Observed::Pending {
@@ -213,6 +280,9 @@ fn step(fd: c_int, sock: &mut Socket) -> (Observed, Option<Transition>) {
                 connect_reported: false,
             };
             epoll::unpark(fd);
+            for d in fdtable::duplicates_of(fd) {
+                epoll::unpark(d);
+            }
             (
                 Observed::Established,
                 Some(Transition::Connected { target, micros }),
@@ -226,6 +296,9 @@ fn step(fd: c_int, sock: &mut Socket) -> (Observed, Option<Transition>) {
             let errno = failure.errno();
             sock.state = SocketState::Failed { errno };
             epoll::unpark(fd);
+            for d in fdtable::duplicates_of(fd) {
+                epoll::unpark(d);
+            }
             (
                 Observed::Failed(errno),
                 Some(Transition::Failed { target, failure }),
@@ -346,11 +419,20 @@ pub fn mark_connect_reported(fd: c_int) {
 }
 
 /// A second `connect()` on a socket the layer manages: `Some(result)` answers it
-/// (`EALREADY` while pending; 0 once after success, then `EISCONN`; the errno once after
-/// failure); `None` means "not ours, or a failure already collected: connect afresh".
+/// (while pending: `EALREADY` on a non-blocking socket, while a blocking one waits for
+/// the end as Linux's `__inet_stream_connect` does; 0 once after success, then
+/// `EISCONN`; the errno once after failure); `None` means "not ours, or a failure
+/// already collected: connect afresh".
 pub fn reconnect(fd: c_int) -> Option<Result<(), Errno>> {
     match advance(fd) {
         Observed::NotOurs => None,
+        Observed::Pending { .. } if !sysnet::is_nonblocking(fd).unwrap_or(true) => {
+            match wait_until_done(fd) {
+                // Established, or the record went (another socket on the number now).
+                Ok(()) => reconnect(fd),
+                Err(e) => Some(Err(e)),
+            }
+        }
         Observed::Pending { .. } => Some(Err(Errno(libc::EALREADY))),
         Observed::Established => fdtable::with(fd, |s| match &mut s.state {
             SocketState::Established {
@@ -380,6 +462,11 @@ pub fn wait_until_done(fd: c_int) -> Result<(), Errno> {
                     .saturating_sub(time::now_ms())
                     .min(i32::MAX as u64) as i32;
                 match sysnet::poll_one(fd, events, left.max(1)) {
+                    // The kernel's blocking connect, send or recv on a connecting
+                    // socket fails with EINTR unless the call would be restarted.
+                    Err(Errno(libc::EINTR)) if crate::driver::interrupted_by_signal(fd) => {
+                        return Err(Errno(libc::EINTR))
+                    }
                     Ok(_) | Err(Errno(libc::EINTR)) => {}
                     Err(e) => return Err(e),
                 }

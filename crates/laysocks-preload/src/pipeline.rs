@@ -48,7 +48,7 @@ pub fn patience_ms(proxy_rtt_ms: u64) -> u64 {
 pub fn is_stall(f: &Failure) -> bool {
     matches!(
         f,
-        Failure::Timeout { .. } | Failure::ProxyClosed | Failure::Io(_)
+        Failure::Timeout { .. } | Failure::ProxyClosed(_) | Failure::Broken(..) | Failure::Io(_)
     )
 }
 

@@ -54,6 +54,24 @@ pub enum ClientStatus {
     Failed(Error),
 }
 
+/// Which answer of the proxy's a handshake waits for, and how much of it has come: what
+/// a message needs to say where a broken exchange broke ("after 4 of the 10 bytes of
+/// its reply" tells a user more than "during the handshake").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Awaiting {
+    /// VER METHOD (RFC 1928 §3): `received` of its 2 bytes are in.
+    MethodSelection { received: usize },
+    /// VER STATUS (RFC 1929 §2): `received` of 2.
+    AuthStatus { received: usize },
+    /// The reply (RFC 1928 §6): `received` bytes, of `total` once its head has told.
+    Reply {
+        received: usize,
+        total: Option<usize>,
+    },
+    /// Nothing: the handshake is over.
+    Nothing,
+}
+
 // Inline on purpose: the handshake must not allocate, so no Box for the name.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +287,23 @@ impl ClientHandshake {
         }
     }
 
+    /// What the handshake waits for from the proxy (see [`Awaiting`]).
+    pub fn awaiting(&self) -> Awaiting {
+        match self.state {
+            State::Method => Awaiting::MethodSelection {
+                received: self.rx_len,
+            },
+            State::Auth => Awaiting::AuthStatus {
+                received: self.rx_len,
+            },
+            State::Reply => Awaiting::Reply {
+                received: self.rx_len,
+                total: (self.rx_len >= HEAD_LEN).then_some(self.reply_len),
+            },
+            State::Done(_) | State::Failed(_) => Awaiting::Nothing,
+        }
+    }
+
     /// The method the proxy chose (0x00 or 0x02), once it has and we accepted it.
     pub fn selected_method(&self) -> Option<u8> {
         self.method
@@ -416,6 +451,53 @@ mod tests {
         let mut v = vec![5, cmd, 0];
         v.extend(addr_bytes(t));
         v
+    }
+
+    #[test]
+    fn awaiting_says_where_the_exchange_stands() {
+        let t = v4([203, 0, 113, 2], 80);
+        let c = creds("user", "pass");
+        let mut hs = ClientHandshake::new(&t, Some(&c));
+        assert_eq!(hs.awaiting(), Awaiting::MethodSelection { received: 0 });
+        flush(&mut hs);
+        hs.handle_input(&[5]).unwrap();
+        assert_eq!(hs.awaiting(), Awaiting::MethodSelection { received: 1 });
+        hs.handle_input(&[2]).unwrap();
+        assert_eq!(hs.awaiting(), Awaiting::AuthStatus { received: 0 });
+        flush(&mut hs);
+        hs.handle_input(&[1, 0]).unwrap();
+        flush(&mut hs);
+        let reply = reply_bytes(0, &v6("2001:db8::1", 1080));
+        assert_eq!(
+            hs.awaiting(),
+            Awaiting::Reply {
+                received: 0,
+                total: None
+            }
+        );
+        hs.handle_input(&reply[..4]).unwrap();
+        assert_eq!(
+            hs.awaiting(),
+            Awaiting::Reply {
+                received: 4,
+                total: None
+            }
+        );
+        hs.handle_input(&reply[4..5]).unwrap();
+        hs.handle_input(&reply[5..12]).unwrap();
+        assert_eq!(
+            hs.awaiting(),
+            Awaiting::Reply {
+                received: 12,
+                total: Some(22)
+            }
+        );
+        hs.handle_input(&reply[12..]).unwrap();
+        assert_eq!(hs.awaiting(), Awaiting::Nothing);
+        let mut hs = ClientHandshake::new(&t, None);
+        flush(&mut hs);
+        assert!(hs.handle_input(&[4, 0]).is_err());
+        assert_eq!(hs.awaiting(), Awaiting::Nothing);
     }
 
     #[test]

@@ -66,7 +66,7 @@ mod testutil;
 
 pub use addr::{DomainName, Host, TargetAddr};
 pub use auth::Credentials;
-pub use client::{ClientHandshake, ClientStatus};
+pub use client::{Awaiting, ClientHandshake, ClientStatus};
 pub use error::{Error, ErrorKind};
 pub use reply::ReplyCode;
 pub use server::{Request, ServerAuth, ServerHandshake, ServerStatus};

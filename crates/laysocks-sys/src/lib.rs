@@ -14,6 +14,7 @@
 //! - [`resolver`]: C types and constants of the resolver API glibc's headers define but
 //!   the `libc` crate lacks, and building `addrinfo` lists the way glibc does.
 //! - [`shm`]: mapping the shared name table (a file created by the launcher).
+//! - [`signal`]: whether the kernel would have restarted an interrupted `connect`.
 //!
 //! Functions the layer does *not* export (fstat, clock_gettime, pthread_atfork…) are
 //! called through `libc` directly. Nothing here uses `std::fs`, `std::net` sockets or
@@ -24,6 +25,7 @@ pub mod net;
 pub mod real;
 pub mod resolver;
 pub mod shm;
+pub mod signal;
 pub mod stderr;
 pub mod time;
 
