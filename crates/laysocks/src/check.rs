@@ -276,6 +276,7 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
         dns: common.dns,
         dns_server: common.dns_server.clone(),
         direct_names: common.direct_name.clone(),
+        allow_direct: common.allow_direct,
     };
     let st = config::resolve(&cli, &crate::cli::process_env, std::path::Path::new("/etc"))?;
     for w in &st.warnings {

@@ -117,6 +117,11 @@ pub struct Common {
     /// (repeatable; adds to direct_names in the config file)
     #[arg(long = "direct-name", value_name = "NAME", global = true)]
     pub direct_name: Vec<String>,
+
+    /// Start a program the layer cannot enter (static, setuid/setcap, Go) anyway, with a
+    /// warning: its connections go direct
+    #[arg(long, global = true)]
+    pub allow_direct: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,6 +179,7 @@ impl Common {
             dns: self.dns,
             dns_server: self.dns_server.clone(),
             direct_names: self.direct_name.clone(),
+            allow_direct: self.allow_direct,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct CliSettings {
     pub dns_server: Option<String>,
     /// `--direct-name NAME`s, as given.
     pub direct_names: Vec<String>,
+    /// `--allow-direct`.
+    pub allow_direct: bool,
 }
 
 /// Who resolves host names.
@@ -116,6 +118,8 @@ pub struct Settings {
     pub warnings: Vec<String>,
     /// The config file that was read, if any.
     pub config_path: Option<PathBuf>,
+    /// Start a program the layer cannot enter anyway (`--allow-direct`, `allow_direct`).
+    pub allow_direct: bool,
 }
 
 /// The config file's keys. Unknown keys are rejected.
@@ -137,6 +141,7 @@ struct FileConfig {
     dns_pool4: Option<Spanned<String>>,
     dns_pool6: Option<Spanned<String>>,
     dns_names: Option<Spanned<i64>>,
+    allow_direct: Option<bool>,
 }
 
 /// The environment the settings are read from (injectable for tests).
@@ -394,6 +399,7 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
     }
 
     let pipeline = cli.pipeline || file.and_then(|f| f.pipeline).unwrap_or(false);
+    let allow_direct = cli.allow_direct || file.and_then(|f| f.allow_direct).unwrap_or(false);
 
     let dns = resolve_dns(cli, loaded.as_ref(), proxy.as_ref())?;
 
@@ -408,6 +414,7 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
         scrub_env,
         warnings,
         config_path,
+        allow_direct,
     })
 }
 
@@ -841,7 +848,7 @@ mod tests {
         let s = Scratch::new("prec");
         let cfg = s.file(
             "c.toml",
-            "proxy = \"socks5://198.51.100.1:1080\"\nconnect_timeout = 3\nverbose = true\npipeline = true\n",
+            "proxy = \"socks5://198.51.100.1:1080\"\nconnect_timeout = 3\nverbose = true\npipeline = true\nallow_direct = true\n",
         );
         let cli = CliSettings {
             config: Some(cfg.clone()),
@@ -852,6 +859,7 @@ mod tests {
         assert_eq!(st.proxy.unwrap().to_string(), "socks5://198.51.100.1:1080");
         assert_eq!(st.connect_timeout_ms, 3000);
         assert!(st.pipeline);
+        assert!(st.allow_direct);
         assert!(st.verbose && !st.quiet);
 
         let env = env_of(&[(ENV_PROXY, "socks5://198.51.100.2:1081")]);

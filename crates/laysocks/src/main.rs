@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod companion;
 mod config;
+mod exec_check;
 mod library;
 mod run;
 mod server;

@@ -2,7 +2,8 @@
 //! `exec`.
 //!
 //! Order matters, so that a failure leaves nothing behind and says one thing:
-//! 1. find the program (127 / 126 before anything is created);
+//! 1. find the program (127 / 126 before anything is created), and refuse one the layer
+//!    cannot enter (`exec_check.rs`; 126 unless `--allow-direct`);
 //! 2. find or write out `liblaysocks.so`;
 //! 3. resolve the proxy's host name here, once: the layer must not run the resolver from
 //!    inside somebody else's `connect()`;
@@ -58,11 +59,7 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
     }
     let path_var = std::env::var_os("PATH");
     let exe = resolve_program(&program[0], path_var.as_deref())?;
-    if !settings.quiet {
-        for w in program_warnings(&exe) {
-            say(w);
-        }
-    }
+    check_enterable(&exe, path_var.as_deref(), &settings)?;
     let lib = library::find(&library::Lookup {
         env: &cli::process_env,
         exe: std::env::current_exe().ok(),
@@ -349,55 +346,24 @@ fn executable(p: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
-/// Warnings about programs the loader will not preload into: their connections would
-/// go direct, and the user should know (DESIGN §3.9).
-pub fn program_warnings(exe: &Path) -> Vec<String> {
-    let mut w = Vec::new();
-    let Ok(m) = std::fs::metadata(exe) else {
-        return w;
+/// Refuses a program the layer cannot enter (static, set-ID or with file capabilities,
+/// Go, or a script run by one of those): its connections would go direct, silently.
+/// With `--allow-direct` it runs, after one warning (DESIGN §3.9).
+pub fn check_enterable(exe: &Path, path: Option<&OsStr>, settings: &Settings) -> Result<(), Fail> {
+    let creds = crate::exec_check::Creds::current();
+    let Some(why) = crate::exec_check::why_not(exe, path, &creds) else {
+        return Ok(());
     };
-    let shown = exe.display();
-    if m.permissions().mode() & 0o6000 != 0 {
-        w.push(format!(
-            "warning: {shown} is setuid/setgid: the loader ignores LD_PRELOAD for it, so its connections go direct"
-        ));
+    if settings.allow_direct {
+        if !settings.quiet {
+            say(format!("warning: {why} (started anyway: --allow-direct)"));
+        }
+        return Ok(());
     }
-    if is_static_elf(exe) {
-        w.push(format!(
-            "warning: {shown} is statically linked: LD_PRELOAD cannot reach it, so its connections go direct"
-        ));
-    }
-    w
-}
-
-/// Whether `p` is a 64-bit little-endian ELF executable with no `PT_INTERP` (so the
-/// dynamic loader never runs and never reads `LD_PRELOAD`).
-fn is_static_elf(p: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(p) else {
-        return false;
-    };
-    let mut h = [0u8; 64];
-    if f.read_exact(&mut h).is_err() || &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
-        return false;
-    }
-    let e_type = u16::from_le_bytes([h[16], h[17]]);
-    let phoff = u64::from_le_bytes(h[32..40].try_into().unwrap_or_default());
-    let phentsize = u16::from_le_bytes([h[54], h[55]]) as usize;
-    let phnum = u16::from_le_bytes([h[56], h[57]]) as usize;
-    if phentsize < 4 || phnum == 0 || phnum > 512 || f.seek(SeekFrom::Start(phoff)).is_err() {
-        return false;
-    }
-    let mut ph = vec![0u8; phentsize * phnum];
-    if f.read_exact(&mut ph).is_err() {
-        return false;
-    }
-    let has_interp = ph
-        .chunks(phentsize)
-        .any(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) == 3); // PT_INTERP
-                                                                     // ET_EXEC without an interpreter is static; ET_DYN without one is static-pie (or a
-                                                                     // plain shared library, which nobody runs).
-    (e_type == 2 || e_type == 3) && !has_interp
+    Err(Fail(
+        EXIT_CANNOT_RUN,
+        format!("{why}; run with --allow-direct to start it anyway"),
+    ))
 }
 
 /// The proxy's addresses, resolved here so the layer never calls the resolver.
@@ -514,6 +480,7 @@ mod tests {
             scrub_env: scrub.iter().map(|s| s.to_string()).collect(),
             warnings: vec![],
             config_path: None,
+            allow_direct: false,
         }
     }
 
@@ -619,10 +586,28 @@ mod tests {
     }
 
     #[test]
-    fn static_detection() {
-        // Our own test binary is dynamically linked (it has PT_INTERP).
+    fn refusal_and_allow_direct() {
+        // Our own test binary is dynamically linked: it runs.
         let me = std::env::current_exe().unwrap();
-        assert!(!is_static_elf(&me));
-        assert!(!is_static_elf(Path::new("/etc/passwd")));
+        assert!(check_enterable(&me, None, &settings(&[])).is_ok());
+        let bb = Path::new("/bin/busybox");
+        assert!(
+            bb.is_file(),
+            "/bin/busybox is missing: install the Debian package busybox-static"
+        );
+        let Fail(code, msg) = check_enterable(bb, None, &settings(&[])).err().unwrap();
+        assert_eq!(code, EXIT_CANNOT_RUN);
+        assert!(
+            msg.contains("statically linked")
+                && msg.contains("would go direct")
+                && msg.ends_with("run with --allow-direct to start it anyway"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        let allowed = Settings {
+            allow_direct: true,
+            ..settings(&[])
+        };
+        assert!(check_enterable(bb, None, &allowed).is_ok());
     }
 }
