@@ -3,35 +3,19 @@
 //! the launcher prints one line naming target and proxy, and the program keeps running
 //! (the probe prints `alive` after the failed connect). Nothing may leak on failure —
 //! a layer that "falls back" to a direct connect is caught here.
-
-use std::time::Duration;
+//!
+//! These are failures of real servers (microsocks, danted) and of proxies that are not
+//! there; proxies that misbehave on purpose (bad versions, unknown methods, reply codes,
+//! truncated or garbage answers, resets, silence) are the catalogue in `hostile.rs`.
 
 use laysocks_testkit::expect::{layer_error, no_secret, probe_connected, probe_failed};
-use laysocks_testkit::{probe, Fault, Rig, Run, CLOSED_PORT, PROXY_PASS, PROXY_USER};
+use laysocks_testkit::{probe, Rig, Run, CLOSED_PORT, PROXY_PASS, PROXY_USER};
 
 fn probe_under(rig: &Rig, url: &str, opts: &[&str], mode: &str, host: &str, port: &str) -> Run {
     let p = probe();
     let mut args: Vec<&str> = opts.to_vec();
     args.extend(["--", p.to_str().unwrap(), mode, host, port]);
     rig.run(&mut rig.laysocks(url, &args))
-}
-
-/// Runs the probe (blocking and non-blocking) against a fault server and checks the errno,
-/// the launcher's message, that the program survived, and that nothing leaked.
-fn expect_fault(rig: &Rig, fault: Fault, errno: &str) {
-    let f = rig.fault(fault.clone());
-    for mode in ["block", "nonblock"] {
-        let run = probe_under(rig, &f.url(), &[], mode, "203.0.113.2", "7");
-        probe_failed(&run, errno);
-        layer_error(&run, "203.0.113.2:7", &f.url(), errno);
-        assert!(
-            !f.sessions().is_empty(),
-            "{fault:?}: the layer never reached the fault server"
-        );
-    }
-    if let Err(e) = rig.check_no_leak() {
-        panic!("{fault:?}: {e}");
-    }
 }
 
 #[test]
@@ -107,111 +91,6 @@ fn curl_reports_a_failed_connect_and_the_layer_says_why() {
         "-q must silence the layer:\n{run}"
     );
     let _ = PROXY_PASS;
-    rig.assert_no_leak();
-}
-
-#[test]
-fn reply_codes_map_to_errno() {
-    let rig = Rig::new();
-    // RFC 1928 §6 → what a direct connect would have said (DESIGN.md §3.5, proto ErrorKind).
-    for (code, errno) in [
-        (0x01, "ECONNREFUSED"),
-        (0x02, "EACCES"),
-        (0x03, "ENETUNREACH"),
-        (0x04, "EHOSTUNREACH"),
-        (0x05, "ECONNREFUSED"),
-        (0x06, "ETIMEDOUT"),
-    ] {
-        expect_fault(&rig, Fault::Reply(code), errno);
-    }
-}
-
-#[test]
-fn unsupported_command_and_address_type_fail_cleanly() {
-    let rig = Rig::new();
-    for code in [0x07u8, 0x08, 0x09] {
-        let f = rig.fault(Fault::Reply(code));
-        let run = probe_under(&rig, &f.url(), &[], "block", "203.0.113.2", "7");
-        let lines = run.stdout_lines();
-        assert!(
-            lines.iter().any(|l| l.starts_with("errno=")) && lines.last() == Some(&"alive"),
-            "REP {code:#04x}: a failed connect and a live program:\n{run}"
-        );
-        assert!(
-            run.stderr.contains("laysocks: connect to 203.0.113.2:7"),
-            "{run}"
-        );
-    }
-    rig.assert_no_leak();
-}
-
-#[test]
-fn proxy_refuses_the_method_or_the_credentials() {
-    let rig = Rig::new();
-    expect_fault(&rig, Fault::NoAcceptableMethods, "EACCES");
-    // RejectAuth needs a client that offers user/pass.
-    let f = rig.fault(Fault::RejectAuth);
-    let url = f.proxy().url_with("someone", "secret-pw");
-    for mode in ["block", "nonblock"] {
-        let run = probe_under(&rig, &url, &[], mode, "203.0.113.2", "7");
-        probe_failed(&run, "EACCES");
-        layer_error(&run, "203.0.113.2:7", &f.url(), "EACCES");
-        no_secret(&run, "secret-pw");
-    }
-    assert_eq!(f.sessions()[0].username.as_deref(), Some(&b"someone"[..]));
-    rig.assert_no_leak();
-}
-
-#[test]
-fn garbage_and_bad_versions_are_eproto() {
-    let rig = Rig::new();
-    expect_fault(&rig, Fault::BadVersion, "EPROTO");
-    expect_fault(
-        &rig,
-        Fault::Garbage(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
-        "EPROTO",
-    );
-}
-
-#[test]
-fn proxy_closes_or_resets_mid_handshake() {
-    let rig = Rig::new();
-    for fault in [
-        Fault::CloseAfterGreeting,
-        Fault::CloseAfterRequest,
-        Fault::ResetAfterGreeting,
-        Fault::ResetAfterRequest,
-    ] {
-        expect_fault(&rig, fault, "ECONNRESET");
-    }
-}
-
-#[test]
-fn a_silent_proxy_times_out_with_connect_timeout() {
-    let rig = Rig::new();
-    let f = rig.fault(Fault::NeverAnswer);
-    for mode in ["block", "nonblock"] {
-        let run = probe_under(
-            &rig,
-            &f.url(),
-            &["--connect-timeout", "1"],
-            mode,
-            "203.0.113.2",
-            "7",
-        );
-        probe_failed(&run, "ETIMEDOUT");
-        layer_error(&run, "203.0.113.2:7", &f.url(), "ETIMEDOUT");
-        assert!(
-            run.elapsed < Duration::from_secs(3),
-            "{mode}: --connect-timeout 1 took {:?}",
-            run.elapsed
-        );
-        assert!(
-            run.elapsed >= Duration::from_millis(900),
-            "{mode}: gave up after {:?}, before the deadline",
-            run.elapsed
-        );
-    }
     rig.assert_no_leak();
 }
 

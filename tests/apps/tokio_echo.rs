@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn main() {
+pub fn main() {
     let mut args = std::env::args().skip(1);
     let addr: String = args.next().expect("usage: tokio_echo HOST:PORT N");
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(50);

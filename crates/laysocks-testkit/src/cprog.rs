@@ -80,6 +80,15 @@ pub fn probe() -> PathBuf {
 /// In `fork` mode the child's lines are prefixed `child: ` and the parent adds
 /// `child_exit=N`.
 ///
+/// A connect MODE may end in `+drain` or `+talk` for a byte-exact raw exchange instead of
+/// the line echo: `+drain` reads until EOF, an error or 5 s quiet, prints `data_len=N`,
+/// `data=BYTES` (printable ASCII but `\` as is, any other byte as `\xNN`) and then
+/// `recv_eof`, `recv_errno=NAME` or `recv_timeout`, and after that sends MESSAGE if
+/// given (so it can talk after the peer's half-close), printing `sent=N` and
+/// `write_errno=NAME` if a write failed; `+talk` sends MESSAGE first, then drains.
+/// Here MESSAGE is sent as is without a newline, and `@N` stands for N bytes of the
+/// pattern `byte[i] = (i * 131 + 7) mod 256`, which has every byte value (NUL, 0xFF).
+///
 /// MODE `pending` makes a non-blocking connect and, while it is still in progress, prints
 /// what `connect`, `getpeername`, a second `connect`, `SO_ERROR`, `read`, `write` and a
 /// 300 ms `poll` return: `connect=EINPROGRESS`, `getpeername=ENOTCONN`, … `poll=0`.
@@ -161,8 +170,125 @@ static void print_addr(const char *label, const struct sockaddr_storage *ss) {
     }
 }
 
+/* MESSAGE as bytes: "@N" is N bytes of a pattern with every byte value. */
+static unsigned char *message_bytes(const char *msg, size_t *len) {
+    unsigned char *data;
+    if (msg[0] == '@') {
+        *len = (size_t)strtoul(msg + 1, NULL, 10);
+        data = malloc(*len + 1);
+        for (size_t i = 0; data && i < *len; i++)
+            data[i] = (unsigned char)((i * 131 + 7) & 0xff);
+    } else {
+        *len = strlen(msg);
+        data = (unsigned char *)strdup(msg);
+    }
+    if (!data) {
+        out("oom");
+        exit(3);
+    }
+    return data;
+}
+
+static int wait_ready(int fd, short events) {
+    struct pollfd p = {.fd = fd, .events = events};
+    return poll(&p, 1, 5000) == 1;
+}
+
+/* The +talk / +drain half of the probe: send MESSAGE exactly. */
+static void send_raw(int fd, int nb, const char *msg) {
+    size_t len, sent = 0;
+    unsigned char *data = message_bytes(msg, &len);
+    while (sent < len) {
+        ssize_t w = write(fd, data + sent, len - sent);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN && nb) {
+            if (!wait_ready(fd, POLLOUT)) {
+                out("write_timeout");
+                break;
+            }
+            continue;
+        }
+        if (w < 0) {
+            out("write_errno=%s", errname(errno));
+            break;
+        }
+        sent += (size_t)w;
+    }
+    out("sent=%zu", sent);
+    free(data);
+}
+
+/* Reads until EOF, an error or 5 s of quiet (at most 8 MiB), then prints it escaped. */
+static void drain_raw(int fd, int nb) {
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t cap = 1 << 16, have = 0;
+    unsigned char *buf = malloc(cap);
+    char end[64] = "recv_timeout";
+    while (buf && have < (8u << 20)) {
+        if (have == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf)
+                break;
+        }
+        ssize_t k = read(fd, buf + have, cap - have);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno == EAGAIN && nb) {
+            if (wait_ready(fd, POLLIN))
+                continue;
+            break;
+        }
+        if (k == 0) {
+            snprintf(end, sizeof end, "recv_eof");
+            break;
+        }
+        if (k < 0) {
+            if (errno != EAGAIN)
+                snprintf(end, sizeof end, "recv_errno=%s", errname(errno));
+            break;
+        }
+        have += (size_t)k;
+    }
+    if (!buf) {
+        out("oom");
+        exit(3);
+    }
+    char *text = malloc(have * 4 + 1), *t = text;
+    if (!text) {
+        out("oom");
+        exit(3);
+    }
+    for (size_t i = 0; i < have; i++) {
+        unsigned char c = buf[i];
+        if (c > 0x20 && c < 0x7f && c != '\\')
+            *t++ = (char)c;
+        else
+            t += sprintf(t, "\\x%02x", c);
+    }
+    *t = 0;
+    out("data_len=%zu", have);
+    out("data=%s", text);
+    out("%s", end);
+    free(text);
+    free(buf);
+}
+
 /* Connects and exchanges; returns 0 on a successful connect, 1 otherwise. */
 static int run(const char *mode, const char *host, const char *port, const char *msg) {
+    /* "block+drain": the connect mode, then a raw exchange (see the Rust docs). */
+    char base[16];
+    int drain = 0, talk = 0;
+    const char *plus = strchr(mode, '+');
+    if (plus && (size_t)(plus - mode) < sizeof base) {
+        drain = strcmp(plus, "+drain") == 0;
+        talk = strcmp(plus, "+talk") == 0;
+        memcpy(base, mode, (size_t)(plus - mode));
+        base[plus - mode] = 0;
+        mode = base;
+    }
     struct sockaddr_storage target;
     socklen_t tlen = 0;
     memset(&target, 0, sizeof target);
@@ -245,6 +371,15 @@ static int run(const char *mode, const char *host, const char *port, const char 
     socklen_t sl = sizeof soerr;
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
     out("so_error=%d", soerr);
+    if (drain || talk) {
+        if (talk && msg)
+            send_raw(fd, keep_nonblock, msg);
+        drain_raw(fd, keep_nonblock);
+        if (drain && msg)
+            send_raw(fd, keep_nonblock, msg);
+        close(fd);
+        return 0;
+    }
     if (msg) {
         char line[4096];
         snprintf(line, sizeof line, "%s\n", msg);

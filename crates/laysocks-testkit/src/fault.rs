@@ -9,6 +9,12 @@
 //!
 //! Where a script ends in success the server itself plays the target: it echoes what it
 //! receives, so a test needs no relay to prove the stream is intact after the handshake.
+//!
+//! The named faults are the common cases; [`Fault::Script`] plays any sequence of
+//! [`Act`]s (read the greeting, send these bytes, dribble those, reset, half-close, echo
+//! so many bytes, …), which is what the hostile-proxy catalogue (`tests/hostile.rs`) is
+//! written in. A script that starts with no SOCKS5 step at all is a plain TCP server, so
+//! the same behaviour can be watched through the layer and over a direct connection.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -56,6 +62,38 @@ pub enum Fault {
     SuccessThenData(Vec<u8>),
     /// A correct server that is its own target: success reply (IPv4 BND), then echo.
     Echo,
+    /// Play these steps in order, then close (FIN; RST if the client's data is left
+    /// unread, as the kernel does). A step that fails (the client went away) ends it.
+    Script(Vec<Act>),
+}
+
+/// One step of a [`Fault::Script`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Read VER NMETHODS METHODS (RFC 1928 §3), recording the methods.
+    Greeting,
+    /// Read the RFC 1929 request (§2), recording the username.
+    Auth,
+    /// Read VER CMD RSV ATYP DST.ADDR DST.PORT (RFC 1928 §4), recording it.
+    Request,
+    /// Write these bytes in one write.
+    Send(Vec<u8>),
+    /// Write these bytes one at a time, pausing this long after each.
+    Dribble(Vec<u8>, Duration),
+    /// Write `total` bytes of `pattern` repeated, in 16 KiB writes, for as long as the
+    /// client takes them (the session's `sent` says how many it did).
+    Flood(Vec<u8>, usize),
+    /// Sleep.
+    Pause(Duration),
+    /// Echo until the client closes, or until this many bytes were echoed (reading no
+    /// more than that: the rest stays unread in the kernel).
+    Echo(Option<usize>),
+    /// `shutdown(SHUT_WR)`: send FIN and keep the connection open for reading.
+    HalfClose,
+    /// Read and record until the client closes (or 60 s).
+    Drain,
+    /// Close with RST (`SO_LINGER` 0).
+    Reset,
 }
 
 /// What one client did on a [`FaultServer`].
@@ -76,6 +114,12 @@ pub struct Session {
     /// Bytes received after the request (before the server answered, for scripts that
     /// answer at all; in echo mode, everything the application sent).
     pub after_request: Vec<u8>,
+    /// Bytes the server wrote to the client (whole writes only).
+    pub sent: usize,
+    /// A write failed: the client went away before taking everything.
+    pub write_failed: bool,
+    /// The script has ended and the connection is closed.
+    pub finished: bool,
 }
 
 /// A running fault server; stopped when the rig is dropped.
@@ -142,6 +186,7 @@ impl Rig {
                         all.len() - 1
                     };
                     play(s, &f2, &stop, &sess2, index);
+                    sess2.lock().unwrap()[index].finished = true;
                 }
             };
             if let Some(v6) = v6 {
@@ -223,12 +268,18 @@ impl Conn<'_> {
 
     /// RFC 1929 §2: VER ULEN UNAME PLEN PASSWD, answered with VER STATUS.
     fn auth(&mut self, accept: bool) -> Option<()> {
+        self.read_auth()?;
+        self.send(&[1, if accept { 0 } else { 1 }])
+    }
+
+    /// RFC 1929 §2: VER ULEN UNAME PLEN PASSWD (the password is read and dropped).
+    fn read_auth(&mut self) -> Option<()> {
         let head = self.read_n(2)?;
         let user = self.read_n(head[1] as usize)?;
         let plen = self.read_n(1)?[0] as usize;
         let _password = self.read_n(plen)?;
         self.record(|s| s.username = Some(user));
-        self.send(&[1, if accept { 0 } else { 1 }])
+        Some(())
     }
 
     /// RFC 1928 §4: VER CMD RSV ATYP DST.ADDR DST.PORT.
@@ -261,7 +312,49 @@ impl Conn<'_> {
     }
 
     fn send(&mut self, bytes: &[u8]) -> Option<()> {
-        self.s.write_all(bytes).ok()
+        match self.s.write_all(bytes) {
+            Ok(()) => {
+                self.record(|s| s.sent += bytes.len());
+                Some(())
+            }
+            Err(_) => {
+                self.record(|s| s.write_failed = true);
+                None
+            }
+        }
+    }
+
+    /// [`Act::Flood`]: bounded by `stop` and 60 s even if the client never reads.
+    fn flood(&mut self, pattern: &[u8], total: usize) -> Option<()> {
+        let chunk: Vec<u8> = pattern.iter().copied().cycle().take(16384).collect();
+        let _ = self.s.set_write_timeout(Some(Duration::from_millis(100)));
+        let start = Instant::now();
+        let mut done = 0;
+        while done < total {
+            if self.stop.load(Ordering::SeqCst) || start.elapsed() > Duration::from_secs(60) {
+                return None;
+            }
+            let n = chunk.len().min(total - done);
+            match self.s.write(&chunk[..n]) {
+                Ok(k) => {
+                    done += k;
+                    self.record(|s| s.sent += k);
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.record(|s| s.write_failed = true);
+                    return None;
+                }
+            }
+        }
+        let _ = self.s.set_write_timeout(None);
+        Some(())
+    }
+
+    /// [`Act::HalfClose`].
+    fn half_close(&mut self) -> Option<()> {
+        self.s.shutdown(std::net::Shutdown::Write).ok()
     }
 
     /// Sets SO_LINGER {on, 0} so that the close sends RST instead of FIN.
@@ -305,18 +398,30 @@ impl Conn<'_> {
 
     /// Echoes (recording what came) until the client closes, `stop`, or 60 s.
     fn echo(&mut self) {
+        self.echo_up_to(usize::MAX);
+    }
+
+    /// Echoes until `limit` bytes went back (reading no more than that), the client
+    /// closes, `stop`, or 60 s.
+    fn echo_up_to(&mut self, limit: usize) {
         let _ = self.s.set_read_timeout(Some(Duration::from_millis(100)));
         let start = Instant::now();
         let mut buf = [0u8; 16384];
-        while !self.stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
-            match self.s.read(&mut buf) {
+        let mut echoed = 0;
+        while echoed < limit
+            && !self.stop.load(Ordering::SeqCst)
+            && start.elapsed() < Duration::from_secs(60)
+        {
+            let want = buf.len().min(limit - echoed);
+            match self.s.read(&mut buf[..want]) {
                 Ok(0) => return,
                 Ok(n) => {
                     let data = buf[..n].to_vec();
                     self.record(|s| s.after_request.extend_from_slice(&data));
-                    if self.s.write_all(&buf[..n]).is_err() {
+                    if self.send(&data).is_none() {
                         return;
                     }
+                    echoed += n;
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(_) => return,
@@ -423,6 +528,33 @@ fn play(
                 r.extend_from_slice(data);
                 c.send(&r)?;
                 c.echo();
+            }
+            Fault::Script(acts) => {
+                for act in acts {
+                    match act {
+                        Act::Greeting => {
+                            c.greeting()?;
+                        }
+                        Act::Auth => c.read_auth()?,
+                        Act::Request => c.request()?,
+                        Act::Send(bytes) => c.send(bytes)?,
+                        Act::Dribble(bytes, delay) => {
+                            for b in bytes {
+                                c.send(&[*b])?;
+                                thread::sleep(*delay);
+                            }
+                        }
+                        Act::Flood(pattern, total) => c.flood(pattern, *total)?,
+                        Act::Pause(d) => thread::sleep(*d),
+                        Act::Echo(limit) => c.echo_up_to(limit.unwrap_or(usize::MAX)),
+                        Act::HalfClose => c.half_close()?,
+                        Act::Drain => c.hold(),
+                        Act::Reset => {
+                            c.reset();
+                            return None;
+                        }
+                    }
+                }
             }
         }
         Some(())

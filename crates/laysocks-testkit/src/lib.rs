@@ -21,9 +21,11 @@
 
 pub mod apps;
 pub mod check;
+pub mod compat;
 pub mod cprog;
 pub mod expect;
 pub mod fault;
+pub mod layerfuzz;
 pub mod netns;
 pub mod relay;
 pub mod servers;
@@ -31,7 +33,7 @@ pub mod udpwatch;
 pub mod util;
 
 pub use cprog::{compile_c, compile_c_with, probe};
-pub use fault::{Fault, FaultServer, Session};
+pub use fault::{Act, Fault, FaultServer, Session};
 pub use netns::{
     in_netns, LeakCounters, Rig, CLIENT_RESOLVER, CLIENT_V4, CLIENT_V6, CLOSED_PORT, PROXY_OUT_V4,
     PROXY_OUT_V6, PROXY_V4, PROXY_V6, REMOTE6_NAME, REMOTE_NAME, TARGET6_NAME, TARGET_NAME,

@@ -652,7 +652,7 @@ impl Rig {
         }
     }
 
-    /// `sshd` in the target on port 22 (IPv4 and IPv6), key login for root.
+    /// `sshd` in the target on port 22 (IPv4 and IPv6), key login for root, SFTP (for `scp`).
     pub fn sshd(&self) -> Sshd {
         self.servers
             .sshd
@@ -693,6 +693,7 @@ impl Rig {
                          AuthorizedKeysFile {}\n\
                          StrictModes no\n\
                          UseDNS no\n\
+                         Subsystem sftp internal-sftp\n\
                          LogLevel VERBOSE\n",
                         host_key.display(),
                         auth.display()
