@@ -1,4 +1,4 @@
-# Shared by bench/run.sh, bench/dns.sh and bench/udp.sh (sourced, not run).
+# Shared by bench/run.sh, bench/dns.sh, bench/udp.sh and bench/soak.sh (sourced, not run).
 # The caller sets NAME (for messages) and ONLY (its default list of sections) first,
 # then calls `parse_args "$@"`; OUT (the key=value results file) is set before put/ok.
 
@@ -49,4 +49,44 @@ def idle():
 a = idle(); time.sleep(1); b = idle()
 print(max(b, key=lambda c: b[c] - a[c]))
 PY
+}
+
+# The two-namespace rig of run.sh/soak.sh: client NS $1 (198.51.100.2, route to
+# 198.51.100.0/24 only) and proxy NS $2 (198.51.100.1, the target 203.0.113.2 on its lo),
+# joined by the veth pair $3/$4. The client cannot reach the target except through a
+# proxy in $2, so a reply proves the proxy carried the connection.
+rig_up() {
+    local nsc=$1 nsp=$2 vc=$3 vp=$4
+    ip netns add "$nsc" && ip netns add "$nsp" || die "ip netns add failed"
+    ip link add "$vc" type veth peer name "$vp" || die "ip link add veth failed"
+    ip link set "$vc" netns "$nsc"; ip link set "$vp" netns "$nsp"
+    ip -n "$nsc" link set lo up; ip -n "$nsp" link set lo up
+    ip -n "$nsc" addr add 198.51.100.2/24 dev "$vc"
+    ip -n "$nsp" addr add 198.51.100.1/24 dev "$vp"
+    ip -n "$nsc" link set "$vc" up; ip -n "$nsp" link set "$vp" up
+    ip -n "$nsp" addr add 203.0.113.2/32 dev lo
+}
+
+# A minimal no-auth danted config: FILE LOG PORT [COMMANDS] (internal 198.51.100.1,
+# external 203.0.113.2).
+danted_conf() {
+    cat >"$1" <<EOC
+logoutput: $2
+internal: 198.51.100.1 port = $3
+external: 203.0.113.2
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
+socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: ${4:-connect} }
+EOC
+}
+
+# VmRSS and Pss (KiB) of process $1: "RSS PSS", empty if it is gone.
+rss_pss() {
+    local r p
+    r=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+    p=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null)
+    [ -n "$r" ] && [ -n "$p" ] && echo "$r $p"
 }

@@ -80,14 +80,7 @@ done
 # client ns: 198.51.100.2, route only to 198.51.100.0/24 (a direct connect to the target
 # fails with ENETUNREACH, so a reply proves the proxy carried it).
 # proxy ns: 198.51.100.1 (microsocks :1080, danted :1081); target 203.0.113.2 on lo.
-ip netns add "$NSC" && ip netns add "$NSP" || die "ip netns add failed"
-ip link add "$VC" type veth peer name "$VP" || die "ip link add veth failed"
-ip link set "$VC" netns "$NSC"; ip link set "$VP" netns "$NSP"
-ip -n "$NSC" link set lo up; ip -n "$NSP" link set lo up
-ip -n "$NSC" addr add 198.51.100.2/24 dev "$VC"
-ip -n "$NSP" addr add 198.51.100.1/24 dev "$VP"
-ip -n "$NSC" link set "$VC" up; ip -n "$NSP" link set "$VP" up
-ip -n "$NSP" addr add 203.0.113.2/32 dev lo
+rig_up "$NSC" "$NSP" "$VC" "$VP" # lib.sh
 
 PX=198.51.100.1; PXPORT=1080; DPORT=1081; TGT=203.0.113.2; TPORT=8080
 URL_SMALL="http://$TGT:$TPORT/small"; URL_BULK="http://$TGT:$TPORT/$BULK_SIZE"
@@ -96,17 +89,7 @@ inp() { ip netns exec "$NSP" "$@"; }
 
 inp "$W/zeroserv" "$TGT" "$TPORT" >"$W/zeroserv.log" 2>&1 & PIDS+=($!)
 inp microsocks -i "$PX" -p "$PXPORT" >"$W/microsocks.log" 2>&1 & PIDS+=($!)
-cat >"$W/danted.conf" <<EOF
-logoutput: $W/danted.log
-internal: $PX port = $DPORT
-external: $TGT
-clientmethod: none
-socksmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
-socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: connect }
-EOF
+danted_conf "$W/danted.conf" "$W/danted.log" "$DPORT" # lib.sh
 inp danted -f "$W/danted.conf" -p "$W/danted.pid" >"$W/danted.out" 2>&1 & PIDS+=($!)
 
 # proxychains configs: socks5, local DNS (like socks5:// here), no chatter.
