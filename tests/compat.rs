@@ -1075,7 +1075,7 @@ fn mosquitto(rig: &Rig) -> Check {
 }
 
 fn npm(rig: &Rig) -> Check {
-    require("npm", "nodejs");
+    require("npm", "npm");
     let http = rig.http();
     // A minimal packument (the registry's document for one package), served as a file.
     let doc = format!(
