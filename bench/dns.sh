@@ -41,28 +41,11 @@ for t in ip cc python3 dnsmasq proxychains4 timeout; do
 done
 unset LD_PRELOAD LAYSOCKS_LAYER LAYSOCKS_PROXY LAYSOCKS_CONFIG
 
-T_START=$(date +%s)
-W=$(mktemp -d /tmp/lsdns.XXXXXX)
 NS="lsdns-$$"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    sleep 0.2
-    for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    ip netns del "$NS" 2>/dev/null
-    rm -rf "/etc/netns/$NS" "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start lsdns "$NS"
 
 # ---------------------------------------------------------------- build
-if [ "$BUILD" = 1 ]; then
-    if ! (cd "$ROOT" && timeout 1200 cargo build --release -q -p laysocks) >"$W/build.log" 2>&1; then
-        note "cargo build --release -p laysocks failed; using any existing artefact. First error:"
-        grep -m1 -A3 '^error' "$W/build.log" | sed 's/^/#   /' >&2
-    fi
-fi
+build_release 1200 laysocks
 [ -x "$LAUNCHER" ] || die "no $LAUNCHER: cargo build --release -p laysocks"
 cc -O2 -Wall -pthread -o "$W/gaibench" "$BENCH_DIR/gaibench.c" || die "cc failed on bench/gaibench.c"
 G="$W/gaibench"

@@ -90,3 +90,48 @@ rss_pss() {
     p=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null)
     [ -n "$r" ] && [ -n "$p" ] && echo "$r $p"
 }
+
+# bench_start TAG NS...: the run's start time (T_START), its scratch directory
+# (W=/tmp/TAG.XXXXXX), the PIDS it starts, and an exit trap (bench_cleanup) for the
+# network namespaces NS... the caller is about to create.
+bench_start() {
+    T_START=$(date +%s)
+    W=$(mktemp -d "/tmp/$1.XXXXXX")
+    shift
+    BENCH_NS=("$@")
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# Kills every PID in PIDS, then whatever still lives in *our* namespaces (danted forks
+# helpers, the launcher a companion), deletes the namespaces and their /etc/netns
+# directories, and removes W.
+bench_cleanup() {
+    local p ns
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 0.2
+    for ns in "${BENCH_NS[@]}"; do
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    done
+    for ns in "${BENCH_NS[@]}"; do
+        ip netns del "$ns" 2>/dev/null
+        rm -rf "/etc/netns/$ns"
+    done
+    rm -rf "$W"
+}
+
+# build_release SECS CRATE...: `cargo build --release -p CRATE` for each (not with
+# --no-build), each bounded by SECS; a failed build is reported with its first error
+# and any existing artefact is used.
+build_release() {
+    local secs=$1 c
+    shift
+    [ "$BUILD" = 1 ] || return 0
+    for c in "$@"; do
+        if ! (cd "$ROOT" && timeout "$secs" cargo build --release -q -p "$c") >"$W/build-$c.log" 2>&1; then
+            note "cargo build --release -p $c failed; using any existing artefact. First error:"
+            grep -m1 -A3 '^error' "$W/build-$c.log" | sed 's/^/#   /' >&2
+        fi
+    done
+}

@@ -34,34 +34,11 @@ for t in ip cc python3 microsocks danted proxychains4 timeout; do
 done
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY LD_PRELOAD LAYSOCKS_LAYER
 
-T_START=$(date +%s)
-W=$(mktemp -d /tmp/lssoak.XXXXXX)
 NSC="lssoak-$$-c"; NSP="lssoak-$$-p"; VC="lss$$c"; VP="lss$$p"
-PIDS=()
-cleanup() {
-    local p ns
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    sleep 0.2
-    # danted forks helpers, the launcher a companion; whatever still lives in *our*
-    # namespaces we started.
-    for ns in "$NSC" "$NSP"; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    done
-    ip netns del "$NSC" 2>/dev/null; ip netns del "$NSP" 2>/dev/null
-    rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start lssoak "$NSC" "$NSP"
 
 # ---------------------------------------------------------------- build
-if [ "$BUILD" = 1 ]; then
-    for c in laysocks-preload laysocks; do
-        if ! (cd "$ROOT" && timeout 900 cargo build --release -q -p "$c") >"$W/build-$c.log" 2>&1; then
-            note "cargo build --release -p $c failed; using any existing artefact. First error:"
-            grep -m1 -A3 '^error' "$W/build-$c.log" | sed 's/^/#   /' >&2
-        fi
-    done
-fi
+build_release 900 laysocks-preload laysocks
 [ -x "$LAUNCHER" ] || die "no $LAUNCHER: cargo build --release -p laysocks"
 for p in soak echoserv; do
     cc -O2 -Wall -o "$W/$p" "$BENCH_DIR/$p.c" || die "cc failed on bench/$p.c"

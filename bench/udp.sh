@@ -38,31 +38,11 @@ for t in ip cc python3 danted socksify timeout taskset; do
 done
 unset LD_PRELOAD LAYSOCKS_LAYER LAYSOCKS_PROXY LAYSOCKS_CONFIG SOCKS_CONF SOCKS_SERVER SOCKS5_SERVER
 
-T_START=$(date +%s)
-W=$(mktemp -d /tmp/lsudp.XXXXXX)
 NSC="lsudp-$$-c"; NSP="lsudp-$$-p"; VC="lsu$$c"; VP="lsu$$p"
-PIDS=()
-cleanup() {
-    local p ns
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    sleep 0.2
-    # danted forks helpers; whatever still lives in *our* namespaces we started.
-    for ns in "$NSC" "$NSP"; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    done
-    ip netns del "$NSC" 2>/dev/null; ip netns del "$NSP" 2>/dev/null
-    rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start lsudp "$NSC" "$NSP"
 
 # ---------------------------------------------------------------- build
-if [ "$BUILD" = 1 ]; then
-    if ! (cd "$ROOT" && timeout 1200 cargo build --release -q -p laysocks) >"$W/build.log" 2>&1; then
-        note "cargo build --release -p laysocks failed; using any existing artefact. First error:"
-        grep -m1 -A3 '^error' "$W/build.log" | sed 's/^/#   /' >&2
-    fi
-fi
+build_release 1200 laysocks
 for p in udpbench udpecho; do
     cc -O2 -Wall -o "$W/$p" "$BENCH_DIR/$p.c" || die "cc failed on bench/$p.c"
 done
