@@ -63,6 +63,12 @@ pub struct LayerConfig {
     /// Send greeting, authentication and request in one write (saves round trips; only
     /// for proxies that read on after the greeting — the layer falls back if one stalls).
     pub pipeline: bool,
+    /// The seccomp guard supervises this run (the launcher sets it when the guard is on).
+    /// The preload layer then lets traffic it would refuse because it bypasses libc's
+    /// resolver — a program's own DNS packets and connections to port 53 — reach the
+    /// kernel, where the guard traps it and answers it from the shared name table;
+    /// without the guard such traffic is refused, as it would otherwise leak.
+    pub guarded: bool,
 }
 
 impl Default for LayerConfig {
@@ -83,6 +89,7 @@ impl Default for LayerConfig {
             dns_server: None,
             direct_names: Vec::new(),
             pipeline: false,
+            guarded: false,
         }
     }
 }
@@ -138,6 +145,7 @@ impl LayerConfig {
         }
         put("direct_names", &self.direct_names.join(","));
         put("pipeline", if self.pipeline { "1" } else { "0" });
+        put("guarded", if self.guarded { "1" } else { "0" });
         out
     }
 
@@ -184,6 +192,7 @@ impl LayerConfig {
                 "dns_server" => cfg.dns_server = Some(v),
                 "direct_names" => cfg.direct_names = split_list(&v).map(String::from).collect(),
                 "pipeline" => cfg.pipeline = v == "1",
+                "guarded" => cfg.guarded = v == "1",
                 _ => {} // a newer launcher's key: ignore
             }
         }
@@ -255,6 +264,7 @@ mod tests {
             dns_server: Some("203.0.113.2:53".into()),
             direct_names: vec!["internal".into(), "corp.example".into()],
             pipeline: true,
+            guarded: true,
         }
     }
 
@@ -272,12 +282,28 @@ mod tests {
     }
 
     #[test]
+    fn guarded_flag_travels() {
+        let mut c = LayerConfig {
+            proxy_addrs: vec!["127.0.0.1:1".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(!c.guarded, "off unless the launcher runs the guard");
+        assert!(c.encode().contains(";guarded=0"));
+        c.guarded = true;
+        let line = c.encode();
+        assert!(line.contains(";guarded=1"));
+        assert!(LayerConfig::decode(&line).unwrap().guarded);
+    }
+
+    #[test]
     fn rejects_and_tolerates() {
         assert!(LayerConfig::decode("v2;proxy=1.2.3.4:5").is_err());
         assert!(LayerConfig::decode("v1;proxy=").is_err());
         assert!(LayerConfig::decode("v1;proxy=nonsense").is_err());
         let c = LayerConfig::decode("v1;proxy=198.51.100.1:1080;future_key=x").unwrap();
         assert_eq!(c.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+        // A line from a launcher that predates the guard: not guarded.
+        assert!(!c.guarded);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! - this machine's own host name (`gethostname`), which only the system can answer;
 //! - a name in the configured `direct_names` list, or under one of its entries.
 //!
+//! The rules themselves (hosts(5) parsing, `direct_names` matching, the `dns_server`
+//! forms) are in `laysocks_names::policy`, shared with the guard's DNS responder.
+//!
 //! Local names are answered by the system resolver, unchanged, with one exception that
 //! prevents a leak: a name `/etc/hosts` has only for the other family. glibc would fall
 //! through to DNS for the missing family (`files` says NOTFOUND, then `dns` asks), so
@@ -22,7 +25,7 @@ use laysocks_config::LayerConfig;
 use laysocks_proto::TargetAddr;
 use laysocks_sys::{resolver, shm, stderr};
 
-use crate::namemap::{self, NameMap};
+use crate::namemap::{self, policy, NameMap};
 
 /// The remote-DNS state of the process (present when remote DNS is on).
 pub struct Dns {
@@ -53,12 +56,8 @@ impl Dns {
         if !cfg.remote_dns {
             return None;
         }
-        let capacity = NameMap::usable_capacity(cfg.names_capacity, &cfg.pool4, &cfg.pool6);
-        let bytes = NameMap::bytes_for(capacity);
         let shared = cfg.names_file.as_deref().map(|path| {
-            std::ffi::CString::new(path)
-                .map_err(|_| "bad path".to_string())
-                .and_then(|c| shm::map_file(&c, bytes))
+            namemap::open_shared(path, cfg.names_capacity, cfg.pool4, cfg.pool6)
                 .map_err(|e| (path, e))
         });
         let map = match shared {
@@ -69,10 +68,10 @@ impl Dns {
                         "laysocks: cannot use the shared name table {path} ({e}); names resolved here are not known to programs this one starts"
                     ));
                 }
-                shm::map_anonymous(bytes).ok()?
+                namemap::open_private(cfg.names_capacity, cfg.pool4, cfg.pool6).ok()?
             }
         };
-        let server = cfg.dns_server.as_deref().and_then(parse_server);
+        let server = cfg.dns_server.as_deref().and_then(policy::parse_server);
         if cfg.dns_server.is_some() && server.is_none() && !cfg.quiet {
             stderr::write_line(&format!(
                 "laysocks: bad dns_server {:?}; DNS queries of the res_* kind will be refused",
@@ -80,14 +79,9 @@ impl Dns {
             ));
         }
         Some(Dns {
-            map: NameMap::new(map, capacity, cfg.pool4, cfg.pool6),
+            map,
             server,
-            direct_names: cfg
-                .direct_names
-                .iter()
-                .map(|n| n.trim_start_matches('.').to_ascii_lowercase().into_bytes())
-                .filter(|n| !n.is_empty())
-                .collect(),
+            direct_names: policy::direct_list(&cfg.direct_names),
             full_reported: AtomicBool::new(false),
         })
     }
@@ -101,14 +95,7 @@ impl Dns {
         let Some(norm) = namemap::normalise(raw) else {
             return Class::Invalid;
         };
-        if norm == b"localhost" || norm.ends_with(b".localhost") {
-            return Class::Local;
-        }
-        if self
-            .direct_names
-            .iter()
-            .any(|d| norm == *d || (norm.ends_with(d) && norm[norm.len() - d.len() - 1] == b'.'))
-        {
+        if policy::is_localhost(&norm) || policy::is_direct(&norm, &self.direct_names) {
             return Class::Local;
         }
         if let Some((v4, v6)) = hosts_families(&norm) {
@@ -140,31 +127,8 @@ impl Dns {
     /// Whether a reverse lookup of `ip` may go to the system resolver: it is in
     /// `/etc/hosts` (answered from the file, no PTR query).
     pub fn reverse_is_local(&self, ip: IpAddr) -> bool {
-        with_hosts(|text| hosts_has_address(text, ip)).unwrap_or(false)
+        with_hosts(|text| policy::hosts_has_address(text, ip)).unwrap_or(false)
     }
-}
-
-/// `host[:port]` or `[v6]:port`; port 53 when absent.
-fn parse_server(s: &str) -> Option<TargetAddr> {
-    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
-        return Some(sa.into());
-    }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Some(std::net::SocketAddr::new(ip, 53).into());
-    }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (s, 53),
-    };
-    let name = laysocks_proto::DomainName::new(host.as_bytes()).ok()?;
-    Some(TargetAddr {
-        host: laysocks_proto::Host::Domain(name),
-        port,
-    })
 }
 
 fn is_own_hostname(norm: &[u8]) -> bool {
@@ -248,93 +212,12 @@ fn with_hosts<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
 
 /// The families `/etc/hosts` has addresses of for `norm`, if it has the name at all.
 fn hosts_families(norm: &[u8]) -> Option<(bool, bool)> {
-    with_hosts(|text| hosts_lookup(text, norm)).flatten()
-}
-
-fn hosts_lines(text: &[u8]) -> impl Iterator<Item = (IpAddr, Vec<&[u8]>)> {
-    text.split(|&b| b == b'\n').filter_map(|line| {
-        let line = line.split(|&b| b == b'#').next().unwrap_or(b"");
-        let mut fields = line
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|f| !f.is_empty());
-        let addr = std::str::from_utf8(fields.next()?).ok()?;
-        // glibc accepts a %scope on IPv6 entries; the address is what matters here.
-        let addr = addr.split('%').next()?.parse::<IpAddr>().ok()?;
-        Some((addr, fields.collect()))
-    })
-}
-
-fn hosts_lookup(text: &[u8], norm: &[u8]) -> Option<(bool, bool)> {
-    let mut found = None;
-    for (addr, names) in hosts_lines(text) {
-        if names.iter().any(|n| {
-            let n = n.strip_suffix(b".").unwrap_or(n);
-            n.eq_ignore_ascii_case(norm)
-        }) {
-            let (v4, v6) = found.get_or_insert((false, false));
-            match addr {
-                IpAddr::V4(_) => *v4 = true,
-                IpAddr::V6(_) => *v6 = true,
-            }
-        }
-    }
-    found
-}
-
-fn hosts_has_address(text: &[u8], ip: IpAddr) -> bool {
-    let ip = laysocks_config::net::canonical(ip);
-    hosts_lines(text)
-        .any(|(a, names)| !names.is_empty() && laysocks_config::net::canonical(a) == ip)
+    with_hosts(|text| policy::hosts_families(text, norm)).flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HOSTS: &[u8] = b"127.0.0.1\tlocalhost\n::1 localhost ip6-localhost # comment\n\
-        203.0.113.2 target.test Target-Alias.test.\n# 203.0.113.9 commented.test\n\
-        2001:db8:2::2 target6.test\nnot-an-address junk.test\n";
-
-    #[test]
-    fn hosts_file_names_and_families() {
-        assert_eq!(hosts_lookup(HOSTS, b"localhost"), Some((true, true)));
-        assert_eq!(hosts_lookup(HOSTS, b"target.test"), Some((true, false)));
-        assert_eq!(
-            hosts_lookup(HOSTS, b"target-alias.test"),
-            Some((true, false))
-        );
-        assert_eq!(hosts_lookup(HOSTS, b"target6.test"), Some((false, true)));
-        assert_eq!(hosts_lookup(HOSTS, b"commented.test"), None);
-        assert_eq!(hosts_lookup(HOSTS, b"junk.test"), None);
-        assert!(hosts_has_address(HOSTS, "203.0.113.2".parse().unwrap()));
-        assert!(hosts_has_address(
-            HOSTS,
-            "::ffff:203.0.113.2".parse().unwrap()
-        ));
-        assert!(!hosts_has_address(HOSTS, "203.0.113.9".parse().unwrap()));
-    }
-
-    #[test]
-    fn dns_server_forms() {
-        assert_eq!(
-            parse_server("203.0.113.2:53").unwrap().to_string(),
-            "203.0.113.2:53"
-        );
-        assert_eq!(
-            parse_server("203.0.113.2").unwrap().to_string(),
-            "203.0.113.2:53"
-        );
-        assert_eq!(
-            parse_server("[2001:db8::1]:5353").unwrap().to_string(),
-            "[2001:db8::1]:5353"
-        );
-        assert_eq!(parse_server("dns.test").unwrap().to_string(), "dns.test:53");
-        assert_eq!(
-            parse_server("dns.test:54").unwrap().to_string(),
-            "dns.test:54"
-        );
-        assert!(parse_server("dns.test:x").is_none());
-    }
 
     #[test]
     fn classification() {

@@ -41,7 +41,8 @@ pub mod fdtable;
 pub mod io;
 pub mod layer;
 pub mod lifecycle;
-pub mod namemap;
+/// The name table lives in its own crate: the guard supervisor maps the same file.
+pub use laysocks_names as namemap;
 pub mod names;
 pub mod pending;
 pub mod pipeline;
