@@ -15,6 +15,11 @@
 //!   the `libc` crate lacks, and building `addrinfo` lists the way glibc does.
 //! - [`shm`]: mapping the shared name table (a file created by the launcher).
 //! - [`signal`]: whether the kernel would have restarted an interrupted `connect`.
+//! - [`pidfd`]: process descriptors (`pidfd_open`, `pidfd_getfd`, `pidfd_send_signal`)
+//!   the launcher and the guard use to take descriptors from and signal a process.
+//! - [`seccomp`]: the guard's filter installation, user-notification ioctls, reads and
+//!   writes of a program's memory, and socket queries on the supervisor's copies (used
+//!   by the supervisor only, never inside the preload layer, so it calls libc directly).
 //!
 //! Functions the layer does *not* export (fstat, clock_gettime, pthread_atfork…) are
 //! called through `libc` directly. Nothing here uses `std::fs`, `std::net` sockets or
@@ -22,8 +27,10 @@
 
 pub mod errno;
 pub mod net;
+pub mod pidfd;
 pub mod real;
 pub mod resolver;
+pub mod seccomp;
 pub mod shm;
 pub mod signal;
 pub mod stderr;
