@@ -155,6 +155,12 @@ pub(crate) enum Route {
 /// name; a DNS server that would be reached directly (the local stub resolver on
 /// 127.0.0.53, an excluded network) is replaced by `dns_server` through the proxy, or
 /// refused; other direct destinations go direct; everything else through the proxy.
+///
+/// Under the seccomp guard (`guarded`), what this layer would refuse — DNS over TCP or
+/// UDP to a server reached directly (the local stub resolver) without a `dns_server` —
+/// goes to the real libc call instead, where the guard traps it and answers it from the
+/// same name table. What this layer can carry (through the proxy, to `dns_server` or
+/// over UDP ASSOCIATE) it still carries. Nothing leaves the machine either way.
 pub(crate) fn route(dest: SocketAddr, proto: &str) -> Route {
     let cfg = &layer::get().config;
     if let Some(dns) = layer::dns() {
@@ -183,6 +189,7 @@ pub(crate) fn route(dest: SocketAddr, proto: &str) -> Route {
                     target: *server,
                     shown: Some(dest),
                 },
+                None if cfg.guarded => Route::Direct,
                 None => {
                     report::refused(
                         cfg,

@@ -26,7 +26,9 @@
 //! Refusals: a proxy without UDP ASSOCIATE (microsocks) makes the send fail with
 //! `ECONNREFUSED` and one line on stderr; so does an unknown placeholder. A DNS server
 //! that would be reached directly (127.0.0.53) is replaced by `dns_server` through the
-//! proxy, or refused (see [`crate::connect::route`]). Datagrams with FRAG ≠ 0 are dropped
+//! proxy, or refused (see [`crate::connect::route`]); under the seccomp guard
+//! (`guarded`) it is left to the kernel instead, and the guard answers it from the shared
+//! name table. Datagrams with FRAG ≠ 0 are dropped
 //! (§7: "an implementation that does not support fragmentation MUST drop" them).
 //! Programs that inherit a session's socket across `exec` lose it (the control
 //! connection is close-on-exec): their datagrams would go direct, so don't do that.
@@ -198,7 +200,10 @@ fn session(
             Failure::Protocol(_) | Failure::NameUnreachable(_) => Errno(libc::ECONNREFUSED),
             f => f.errno(),
         };
-        if !(refused && REFUSED.swap(true, Ordering::Relaxed)) {
+        if refused && guard_takes_dns(target, keep_peer.map(|p| p.1)) {
+            // No line: the caller hands the datagram to the guard (see guard_takes_dns).
+            REFUSED.store(true, Ordering::Relaxed);
+        } else if !(refused && REFUSED.swap(true, Ordering::Relaxed)) {
             report::udp_failed(cfg, target, &f, errno, refused);
         }
         errno
@@ -229,6 +234,18 @@ fn session(
         },
     );
     Ok(a)
+}
+
+/// Whether a DNS datagram for `target` that the proxy cannot carry (it refused UDP
+/// ASSOCIATE) goes to the kernel instead: under the seccomp guard, which traps it and
+/// answers from the shared name table, so nothing leaves the machine.
+/// `shown` is the address the program sent to (the local stub resolver when `target`
+/// is the configured `dns_server`).
+fn guard_takes_dns(target: &TargetAddr, shown: Option<SocketAddr>) -> bool {
+    (target.port == crate::connect::DNS_PORT
+        || shown.is_some_and(|s| s.port() == crate::connect::DNS_PORT))
+        && layer::get().config.guarded
+        && REFUSED.load(Ordering::Relaxed)
 }
 
 /// Opens a UDP ASSOCIATE session for the datagram socket `fd` of `family`.
@@ -393,7 +410,11 @@ unsafe fn send_one(
     loop {
         let a = match existing.take() {
             Some(a) => a,
-            None => session(fd, &target, peer)?,
+            None => match session(fd, &target, peer) {
+                Ok(a) => a,
+                Err(_) if guard_takes_dns(&target, dest.or(Some(shown))) => return Ok(None),
+                Err(e) => return Err(e),
+            },
         };
         if dest.is_some() && a.peer.is_none() && !a.sent.iter().any(|(t, _)| *t == target) {
             remember(fd, target, shown);
@@ -520,8 +541,14 @@ pub fn on_connect(fd: c_int, dest: SocketAddr) -> HookResult<c_int> {
                 });
                 return Ok(Outcome::Done(0));
             }
-            session(fd, &target, Some(peer))?;
-            Ok(Outcome::Done(0))
+            match session(fd, &target, Some(peer)) {
+                Ok(_) => Ok(Outcome::Done(0)),
+                Err(_) if guard_takes_dns(&target, Some(peer.1)) => {
+                    fdtable::forget(fd);
+                    Ok(Outcome::Passthrough)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
     }
 }

@@ -277,6 +277,7 @@ fn check(common: &Common, a: &CheckArgs) -> Result<bool, String> {
         dns_server: common.dns_server.clone(),
         direct_names: common.direct_name.clone(),
         allow_direct: common.allow_direct,
+        no_guard: common.no_guard,
     };
     let st = config::resolve(&cli, &crate::cli::process_env, std::path::Path::new("/etc"))?;
     for w in &st.warnings {

@@ -44,9 +44,13 @@ socks5h:// always means remote; with --dns local it is an error.";
     version,
     about = "Run a program with its connections through a SOCKS5 proxy",
     long_about = "Run a program with its TCP connections sent through a SOCKS5 proxy (RFC 1928), \
-                  by preloading liblaysocks.so into it. The program keeps its pid, exit status, \
-                  signals and terminal. With no proxy configured, a built-in SOCKS5 server on \
-                  127.0.0.1 is used.",
+                  by preloading liblaysocks.so into it. A seccomp guard (Linux 5.19+) also \
+                  catches the connections of programs that bypass libc (Go, static binaries, raw \
+                  system calls): laysocks stays beside the program as its supervisor and passes \
+                  on its exit status and signals; the program keeps its terminal and process \
+                  group. With --no-guard (or guard = false) the preload layer works alone and \
+                  the program keeps laysocks' pid. With no proxy configured, a built-in SOCKS5 \
+                  server on 127.0.0.1 is used.",
     after_help = EXAMPLES,
     disable_help_subcommand = true,
     override_usage = "laysocks [OPTIONS] [--] PROGRAM [ARGS...]\n       \
@@ -118,10 +122,16 @@ pub struct Common {
     #[arg(long = "direct-name", value_name = "NAME", global = true)]
     pub direct_name: Vec<String>,
 
-    /// Start a program the layer cannot enter (static, setuid/setcap, Go) anyway, with a
-    /// warning: its connections go direct
+    /// Start a program laysocks cannot cover (32-bit, setuid/setcap; with --no-guard also
+    /// static and Go programs) anyway, with a warning: it runs without the guard and its
+    /// connections go direct
     #[arg(long, global = true)]
     pub allow_direct: bool,
+
+    /// Preload layer only: no seccomp guard, no supervisor (the program keeps laysocks'
+    /// pid; programs that bypass libc — Go, static binaries — are then refused or direct)
+    #[arg(long, global = true)]
+    pub no_guard: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +190,7 @@ impl Common {
             dns_server: self.dns_server.clone(),
             direct_names: self.direct_name.clone(),
             allow_direct: self.allow_direct,
+            no_guard: self.no_guard,
         }
     }
 }

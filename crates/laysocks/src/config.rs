@@ -14,6 +14,10 @@
 //! The placeholder pools (`dns_pool4`, `dns_pool6`) and the name table's size
 //! (`dns_names`) are file-only settings, checked here against each other.
 //!
+//! The guard (issue 8: a seccomp filter whose trapped calls the launcher answers, for the
+//! programs the preload layer cannot enter) is on unless `--no-guard` or `guard = false`
+//! turns it off; the file cannot turn it on against `--no-guard`.
+//!
 //! Passwords come from the URL, from `password_file` or from the variable named by
 //! `password_env`. Whatever carried a secret is named in [`Settings::scrub_env`] so the
 //! launcher can remove it from the program's environment: the program (and everything it
@@ -55,6 +59,8 @@ pub struct CliSettings {
     pub direct_names: Vec<String>,
     /// `--allow-direct`.
     pub allow_direct: bool,
+    /// `--no-guard`.
+    pub no_guard: bool,
 }
 
 /// Who resolves host names.
@@ -120,6 +126,9 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     /// Start a program the layer cannot enter anyway (`--allow-direct`, `allow_direct`).
     pub allow_direct: bool,
+    /// Run the seccomp guard beside the preload layer (the default; off with
+    /// `--no-guard` or `guard = false`): programs that bypass libc are covered too.
+    pub guard: bool,
 }
 
 /// The config file's keys. Unknown keys are rejected.
@@ -142,6 +151,7 @@ struct FileConfig {
     dns_pool6: Option<Spanned<String>>,
     dns_names: Option<Spanned<i64>>,
     allow_direct: Option<bool>,
+    guard: Option<bool>,
 }
 
 /// The environment the settings are read from (injectable for tests).
@@ -400,6 +410,8 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
 
     let pipeline = cli.pipeline || file.and_then(|f| f.pipeline).unwrap_or(false);
     let allow_direct = cli.allow_direct || file.and_then(|f| f.allow_direct).unwrap_or(false);
+    // `--no-guard` beats the file; the file can only turn the guard off.
+    let guard = !cli.no_guard && file.and_then(|f| f.guard).unwrap_or(true);
 
     let dns = resolve_dns(cli, loaded.as_ref(), proxy.as_ref())?;
 
@@ -415,6 +427,7 @@ pub fn resolve(cli: &CliSettings, env: Env<'_>, etc: &Path) -> Result<Settings, 
         warnings,
         config_path,
         allow_direct,
+        guard,
     })
 }
 
@@ -841,6 +854,38 @@ mod tests {
     ) -> Result<Settings, String> {
         let env = |k: &str| vars.get(k).cloned();
         resolve(cli, &env, etc)
+    }
+
+    #[test]
+    fn guard_is_on_unless_turned_off() {
+        let s = Scratch::new("guard");
+        let none = env_of(&[]);
+        let st = run(&CliSettings::default(), &none, &s.0).unwrap();
+        assert!(st.guard, "on by default");
+        let off = s.file("off.toml", "guard = false\n");
+        let on = s.file("on.toml", "guard = true\n");
+        let with = |cfg: &Path, no_guard: bool| {
+            let cli = CliSettings {
+                config: Some(cfg.to_path_buf()),
+                no_guard,
+                ..Default::default()
+            };
+            run(&cli, &none, &s.0).unwrap().guard
+        };
+        assert!(!with(&off, false));
+        assert!(with(&on, false));
+        assert!(!with(&on, true), "--no-guard beats the file");
+        let bad = s.file("bad.toml", "guard = \"no\"\n");
+        let e = run(
+            &CliSettings {
+                config: Some(bad),
+                ..Default::default()
+            },
+            &none,
+            &s.0,
+        )
+        .unwrap_err();
+        assert!(e.contains("bad.toml:1:"), "{e}");
     }
 
     #[test]

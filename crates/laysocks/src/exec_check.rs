@@ -31,6 +31,17 @@
 //!
 //! A file we cannot read is not refused: `exec` gives its own error, or runs it. No
 //! input makes this module panic: every length read from the file is bounded.
+//!
+//! **With the guard** (the default; `supervise.rs`) the launcher answers every
+//! `connect` the program makes, libc or not, so static, static-pie and Go programs are
+//! covered and no longer refused. Two kinds stay refused in both modes:
+//! - another machine or word size: the guard's filter refuses non-native system calls
+//!   (a 32-bit program on x86-64 could otherwise bypass it through `int 0x80`), so the
+//!   program could not run, and the layer cannot enter it either;
+//! - a secure exec (set-ID, file capabilities): the guard sets `PR_SET_NO_NEW_PRIVS`
+//!   (seccomp(2) requires it of an unprivileged caller), under which the kernel grants no
+//!   set-ID or file-capability privileges (prctl(2), `PR_SET_NO_NEW_PRIVS`) — the program
+//!   would run without the privileges it exists to have, and fail in its own way.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -89,15 +100,16 @@ impl Creds {
     }
 }
 
-/// Why the layer cannot enter `exe`, as the start of one line ("X is …: …, so its
-/// connections would go direct"), or `None` when it can (or we cannot tell).
-pub fn why_not(exe: &Path, path_var: Option<&OsStr>, creds: &Creds) -> Option<String> {
+/// Why laysocks cannot cover `exe`, as the start of one line ("X is …: …, so its
+/// connections would go direct"), or `None` when it can (or we cannot tell). `guard`:
+/// whether the seccomp guard will run beside the preload layer.
+pub fn why_not(exe: &Path, path_var: Option<&OsStr>, creds: &Creds, guard: bool) -> Option<String> {
     let shown = exe.display().to_string();
-    if let Some(r) = file_reason(exe, creds) {
+    if let Some(r) = file_reason(exe, creds, guard) {
         return Some(format!("{shown} {r}"));
     }
     let (interp, how) = script_interpreter(exe, path_var)?;
-    let r = file_reason(&interp, creds)?;
+    let r = file_reason(&interp, creds, guard)?;
     Some(format!(
         "{shown} is a script run by {}{how}, which {r}",
         interp.display()
@@ -105,18 +117,32 @@ pub fn why_not(exe: &Path, path_var: Option<&OsStr>, creds: &Creds) -> Option<St
 }
 
 /// The reason for one file itself (not following `#!`), as "is …: …, so …".
-fn file_reason(p: &Path, creds: &Creds) -> Option<String> {
-    if let Some(r) = secure_reason(p, creds) {
-        return Some(format!(
-            "{r}: the loader ignores LD_PRELOAD for it, so its connections would go direct"
-        ));
+fn file_reason(p: &Path, creds: &Creds, guard: bool) -> Option<String> {
+    if let Some((r, kind)) = secure_reason(p, creds) {
+        return Some(match (guard, kind) {
+            (true, Secure::File) => format!(
+                "{r}: under the guard (which sets no_new_privs) it would run without its privileges, and without the guard the loader ignores LD_PRELOAD for it"
+            ),
+            _ => format!(
+                "{r}: the loader ignores LD_PRELOAD for it, so its connections would go direct"
+            ),
+        });
     }
     let elf = read_elf(p)?;
     if !elf.native {
         return Some(format!(
-            "is built for another machine or word size ({}): the loader cannot load the layer into it, so its connections would go direct",
-            elf.describe()
+            "is built for another machine or word size ({}): {}",
+            elf.describe(),
+            if guard {
+                "the guard refuses its system calls and the loader cannot load the layer into it"
+            } else {
+                "the loader cannot load the layer into it, so its connections would go direct"
+            }
         ));
+    }
+    if guard {
+        // Static, static-pie and Go programs: covered by the guard.
+        return None;
     }
     if elf.go {
         return Some(
@@ -133,13 +159,23 @@ fn file_reason(p: &Path, creds: &Creds) -> Option<String> {
     None
 }
 
+/// Where a secure exec comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Secure {
+    /// laysocks itself runs set-ID.
+    Launcher,
+    /// The file's set-ID bits or capabilities.
+    File,
+}
+
 /// Whether the kernel would make the `exec` secure (`AT_SECURE`), and why.
-fn secure_reason(p: &Path, c: &Creds) -> Option<String> {
+fn secure_reason(p: &Path, c: &Creds) -> Option<(String, Secure)> {
     if c.euid != c.ruid || c.egid != c.rgid {
-        return Some(
+        return Some((
             "would start with laysocks' own set-ID privileges (laysocks runs with effective ids that differ from its real ids)"
                 .into(),
-        );
+            Secure::Launcher,
+        ));
     }
     let m = std::fs::metadata(p).ok()?;
     if !m.is_file() || nosuid_mount(p) {
@@ -148,17 +184,23 @@ fn secure_reason(p: &Path, c: &Creds) -> Option<String> {
     let mode = m.mode();
     if !c.no_new_privs {
         if mode & 0o4000 != 0 && m.uid() != c.ruid {
-            return Some(format!("is set-user-ID (owner uid {})", m.uid()));
+            return Some((
+                format!("is set-user-ID (owner uid {})", m.uid()),
+                Secure::File,
+            ));
         }
         // Without group execute, S_ISGID marks mandatory locking, not set-group-ID.
         if mode & 0o2010 == 0o2010 && m.gid() != c.rgid {
-            return Some(format!("is set-group-ID (group gid {})", m.gid()));
+            return Some((
+                format!("is set-group-ID (group gid {})", m.gid()),
+                Secure::File,
+            ));
         }
     }
     if c.ruid != 0 {
         if let Some(fc) = file_caps(p) {
             if fc.effective || fc.permitted & c.cap_bnd != 0 || fc.inheritable & c.cap_inh != 0 {
-                return Some("has file capabilities".into());
+                return Some(("has file capabilities".into(), Secure::File));
             }
         }
     }
@@ -516,6 +558,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
 
+    /// The refusals of the preload layer alone (`--no-guard`).
+    fn no_guard(exe: &Path, path_var: Option<&OsStr>, creds: &Creds) -> Option<String> {
+        why_not(exe, path_var, creds, false)
+    }
+
     const HELLO: &str = "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n";
 
     struct Tmp(PathBuf);
@@ -590,22 +637,22 @@ mod tests {
         let stat = cc(&t.0, "static", HELLO, &["-static"]);
         let spie = cc(&t.0, "spie", HELLO, &["-static-pie"]);
         let me = user(0);
-        assert_eq!(why_not(&dynamic, None, &me), None);
+        assert_eq!(no_guard(&dynamic, None, &me), None);
         for p in [&stat, &spie] {
-            let r = why_not(p, None, &me).unwrap();
+            let r = no_guard(p, None, &me).unwrap();
             assert!(r.contains("is statically linked"), "{r}");
             assert!(r.contains("would go direct"), "{r}");
         }
         // Not ELF, or unreadable: nothing to say (exec decides).
-        assert_eq!(why_not(Path::new("/etc/passwd"), None, &me), None);
-        assert_eq!(why_not(Path::new("/nonexistent/x"), None, &me), None);
-        assert_eq!(why_not(&t.0, None, &me), None);
+        assert_eq!(no_guard(Path::new("/etc/passwd"), None, &me), None);
+        assert_eq!(no_guard(Path::new("/nonexistent/x"), None, &me), None);
+        assert_eq!(no_guard(&t.0, None, &me), None);
         // A truncated ELF file is no crash.
         let bytes = std::fs::read(&stat).unwrap();
         for len in [0, 4, 20, 52, 63, 64, 100, 4096] {
             let p = t.0.join(format!("cut{len}"));
             std::fs::write(&p, &bytes[..len.min(bytes.len())]).unwrap();
-            let _ = why_not(&p, None, &me);
+            let _ = no_guard(&p, None, &me);
         }
     }
 
@@ -615,7 +662,7 @@ mod tests {
         // What the Go linker emits: a section called .go.buildinfo.
         let src = "__attribute__((section(\".go.buildinfo\"), used)) static const char bi[32] = \"\\xff Go buildinf:\";\nint main(void){return 0;}\n";
         let go = cc(&t.0, "goish", src, &[]);
-        let r = why_not(&go, None, &user(0)).unwrap();
+        let r = no_guard(&go, None, &user(0)).unwrap();
         assert!(r.contains("is a Go program"), "{r}");
         // The Go build-id note alone (a stripped binary without section headers).
         let note = [
@@ -656,20 +703,20 @@ mod tests {
         let sgid_noexec = copy("sgid-noexec", 0, 65534, 0o2745);
         let root = user(0);
         let nobody = user(65534);
-        let r = why_not(&suid_other, None, &root).unwrap();
+        let r = no_guard(&suid_other, None, &root).unwrap();
         assert!(
             r.contains("set-user-ID (owner uid 65534)") && r.contains("LD_PRELOAD"),
             "{r}"
         );
-        assert_eq!(why_not(&suid_other, None, &nobody), None, "owner is us");
-        assert_eq!(why_not(&suid_root, None, &root), None, "owner is us");
-        assert!(why_not(&suid_root, None, &nobody).is_some());
-        assert!(why_not(&sgid_other, None, &root)
+        assert_eq!(no_guard(&suid_other, None, &nobody), None, "owner is us");
+        assert_eq!(no_guard(&suid_root, None, &root), None, "owner is us");
+        assert!(no_guard(&suid_root, None, &nobody).is_some());
+        assert!(no_guard(&sgid_other, None, &root)
             .unwrap()
             .contains("set-group-ID"));
-        assert_eq!(why_not(&sgid_other, None, &nobody), None);
+        assert_eq!(no_guard(&sgid_other, None, &nobody), None);
         assert_eq!(
-            why_not(&sgid_noexec, None, &root),
+            no_guard(&sgid_noexec, None, &root),
             None,
             "no group x: not set-gid"
         );
@@ -678,12 +725,12 @@ mod tests {
             ..nobody
         };
         assert_eq!(
-            why_not(&suid_root, None, &nnp),
+            no_guard(&suid_root, None, &nnp),
             None,
             "no_new_privs voids set-ID"
         );
         let odd = Creds { euid: 0, ..nobody };
-        assert!(why_not(&base, None, &odd)
+        assert!(no_guard(&base, None, &odd)
             .unwrap()
             .contains("set-ID privileges"));
     }
@@ -708,12 +755,16 @@ mod tests {
         let i = with("i", "cap_net_raw+i");
         let root = user(0);
         let nobody = user(65534);
-        assert_eq!(why_not(&ep, None, &root), None, "root: caps are not secure");
-        assert!(why_not(&ep, None, &nobody)
+        assert_eq!(
+            no_guard(&ep, None, &root),
+            None,
+            "root: caps are not secure"
+        );
+        assert!(no_guard(&ep, None, &nobody)
             .unwrap()
             .contains("file capabilities"));
-        assert!(why_not(&p, None, &nobody).is_some());
-        assert!(why_not(
+        assert!(no_guard(&p, None, &nobody).is_some());
+        assert!(no_guard(
             &p,
             None,
             &Creds {
@@ -723,11 +774,11 @@ mod tests {
         )
         .is_some());
         assert_eq!(
-            why_not(&i, None, &nobody),
+            no_guard(&i, None, &nobody),
             None,
             "inheritable only grants nothing"
         );
-        assert!(why_not(
+        assert!(no_guard(
             &i,
             None,
             &Creds {
@@ -771,7 +822,7 @@ mod tests {
                 .output()
                 .expect("setpriv (Debian package util-linux)");
             let kernel = String::from_utf8_lossy(&out.stdout).trim() == "1";
-            let ours = why_not(exe, None, &user(uid)).is_some();
+            let ours = no_guard(exe, None, &user(uid)).is_some();
             assert_eq!(kernel, ours, "{} as uid {uid}", exe.display());
         }
     }
@@ -789,29 +840,78 @@ mod tests {
         };
         let me = user(0);
         let direct = script("a", &format!("#!{}", stat.display()));
-        let r = why_not(&direct, None, &me).unwrap();
+        let r = no_guard(&direct, None, &me).unwrap();
         assert!(
             r.contains("is a script run by") && r.contains("statically linked"),
             "{r}"
         );
         let with_arg = script("b", &format!("#! {} -x", stat.display()));
-        assert!(why_not(&with_arg, None, &me).is_some());
+        assert!(no_guard(&with_arg, None, &me).is_some());
         let path = t.0.as_os_str().to_owned();
         let via_env = script("c", "#!/usr/bin/env static-sh");
-        let r = why_not(&via_env, Some(&path), &me).unwrap();
+        let r = no_guard(&via_env, Some(&path), &me).unwrap();
         assert!(r.contains("(via /usr/bin/env)"), "{r}");
         let via_env_s = script("d", "#!/usr/bin/env -S static-sh -a");
-        assert!(why_not(&via_env_s, Some(&path), &me).is_some());
+        assert!(no_guard(&via_env_s, Some(&path), &me).is_some());
         assert_eq!(
-            why_not(&via_env, Some(OsStr::new("/nonexistent")), &me),
+            no_guard(&via_env, Some(OsStr::new("/nonexistent")), &me),
             None
         );
         let fine = script("e", &format!("#!{}", dynamic.display()));
-        assert_eq!(why_not(&fine, None, &me), None);
+        assert_eq!(no_guard(&fine, None, &me), None);
         let sh = script("f", "#!/bin/sh");
-        assert_eq!(why_not(&sh, None, &me), None);
+        assert_eq!(no_guard(&sh, None, &me), None);
         let garbage = script("g", "#!");
-        assert_eq!(why_not(&garbage, None, &me), None);
+        assert_eq!(no_guard(&garbage, None, &me), None);
+    }
+
+    #[test]
+    fn under_the_guard_static_and_go_run_but_set_id_and_foreign_do_not() {
+        let t = tmp();
+        let stat = cc(&t.0, "static", HELLO, &["-static"]);
+        let spie = cc(&t.0, "spie", HELLO, &["-static-pie"]);
+        let src = "__attribute__((section(\".go.buildinfo\"), used)) static const char bi[32] = \"\\xff Go buildinf:\";\nint main(void){return 0;}\n";
+        let go = cc(&t.0, "goish", src, &[]);
+        let me = user(0);
+        for p in [&stat, &spie, &go] {
+            assert_eq!(why_not(p, None, &me, true), None, "{}", p.display());
+            assert!(why_not(p, None, &me, false).is_some());
+        }
+        // A script run by a static interpreter is covered as well.
+        let sc = t.0.join("script");
+        std::fs::write(&sc, format!("#!{}\n", stat.display())).unwrap();
+        chmod(&sc, 0o755);
+        assert_eq!(why_not(&sc, None, &me, true), None);
+
+        // Set-ID: refused in both modes; the guard's reason is no_new_privs.
+        let suid = t.0.join("suid");
+        std::fs::copy(&stat, &suid).unwrap();
+        chown(&suid, 0, 0);
+        chmod(&suid, 0o4755);
+        let r = why_not(&suid, None, &user(65534), true).unwrap();
+        assert!(
+            r.contains("set-user-ID")
+                && r.contains("no_new_privs")
+                && r.contains("without its privileges"),
+            "{r}"
+        );
+        assert!(!r.contains('\n'));
+        assert!(why_not(&suid, None, &user(65534), false).is_some());
+
+        // Another machine: the guard refuses its system calls.
+        let mut elf = std::fs::read(&stat).unwrap();
+        elf[18] = 183; // EM_AARCH64
+        elf[19] = 0;
+        let foreign = t.0.join("foreign");
+        std::fs::write(&foreign, &elf).unwrap();
+        let r = why_not(&foreign, None, &me, true).unwrap();
+        assert!(
+            r.contains("another machine") && r.contains("the guard refuses"),
+            "{r}"
+        );
+        assert!(why_not(&foreign, None, &me, false)
+            .unwrap()
+            .contains("would go direct"));
     }
 
     #[test]
@@ -819,6 +919,6 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         let elf = read_elf(&me).unwrap();
         assert!(elf.native && elf.interp && !elf.go);
-        assert_eq!(why_not(&me, None, &Creds::current()), None);
+        assert_eq!(no_guard(&me, None, &Creds::current()), None);
     }
 }

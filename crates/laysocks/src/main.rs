@@ -1,9 +1,11 @@
 //! `laysocks`: run a program with its connections through a SOCKS5 proxy.
 //!
-//! The launcher is deliberately short-lived: it reads settings, writes what the preload
-//! layer needs, and `exec`s the program, so the program keeps the launcher's pid, exit
-//! status, signals and terminal. The only thing that outlives the `exec` is a small
-//! companion process (see `companion.rs`) when there is something to clean up or serve.
+//! The launcher reads settings and writes what the preload layer needs. With the guard
+//! (the default) it then forks the program under a seccomp filter and stays beside it as
+//! its supervisor, ending with the program's exit status or signal (`supervise.rs`).
+//! With `--no-guard` it `exec`s the program, which keeps the launcher's pid, exit status,
+//! signals and terminal. Beside either runs a small companion process (see
+//! `companion.rs`) when there is something to clean up or serve.
 
 mod check;
 mod cli;
@@ -13,6 +15,7 @@ mod exec_check;
 mod library;
 mod run;
 mod server;
+mod supervise;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,12 @@
 //!    directory), and start the companion that removes them when the program exits (and,
 //!    with no proxy configured, runs the built-in server);
 //! 5. build the program's environment — `LAYSOCKS_LAYER`, `LD_PRELOAD` appended to, and
-//!    every variable that carried a secret removed — and `exec`.
+//!    every variable that carried a secret removed — and `exec`;
+//! 6. or, with the guard (the default), fork the program under the seccomp filter and
+//!    stay as its supervisor (`supervise.rs`), ending as it ends.
+//!
+//! The kernel check for the guard comes first of all (before step 1), so that a kernel
+//! without killable seccomp waits is one line and exit 125, with nothing created.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -29,7 +34,7 @@ use laysocks_config::{LayerConfig, ProxyHost, ProxyUrl, ENV_LAYER};
 use crate::cli::{self, Common};
 use crate::config::Settings;
 use crate::server::LogMode;
-use crate::{companion, library, say, EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE};
+use crate::{companion, library, say, supervise, EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_USAGE};
 
 /// A launcher failure: the exit status and the one line to print.
 pub struct Fail(pub u8, pub String);
@@ -57,9 +62,12 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
             say(format!("config file {}", p.display()));
         }
     }
+    if settings.guard {
+        laysocks_guard::check_kernel().map_err(usage)?;
+    }
     let path_var = std::env::var_os("PATH");
     let exe = resolve_program(&program[0], path_var.as_deref())?;
-    check_enterable(&exe, path_var.as_deref(), &settings)?;
+    let guard = check_enterable(&exe, path_var.as_deref(), &settings)?;
     let lib = library::find(&library::Lookup {
         env: &cli::process_env,
         exe: std::env::current_exe().ok(),
@@ -83,6 +91,7 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
         pool6: dns.pool6,
         dns_server: dns.server.clone(),
         direct_names: dns.direct_names.clone(),
+        guarded: guard,
         ..LayerConfig::default()
     };
     // Files made for this run: removed on drop (any failure below) until the companion
@@ -140,24 +149,40 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
         }
     }
 
-    let mut cmd = std::process::Command::new(&exe);
-    cmd.arg0(&program[0]).args(&program[1..]);
-    for (k, v) in child_env(&settings, &layer, &lib, std::env::vars_os()) {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let inherited = InheritedSignals::get();
-    // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask and
-    // sigaction, both async-signal-safe; it touches no locks and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            inherited.restore();
-            Ok(())
+    let changes = child_env(&settings, &layer, &lib, std::env::vars_os());
+    let inherited = inherited_signals();
+    let err = if guard {
+        let credentials = settings.proxy.as_ref().and_then(|u| {
+            Some((
+                u.username.as_ref()?.as_bytes().to_vec(),
+                u.password.as_ref()?.as_bytes().to_vec(),
+            ))
         });
-    }
-    let err = cmd.exec();
+        let cfg = laysocks_guard::GuardConfig { layer, credentials };
+        match supervised(&exe, &program, &changes, &inherited, cfg, &settings) {
+            Ok(never) => match never {},
+            Err(Launch::Fail(f)) => return Err(f),
+            Err(Launch::Exec(e)) => std::io::Error::from_raw_os_error(e.0),
+        }
+    } else {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg0(&program[0]).args(&program[1..]);
+        for (k, v) in changes {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask
+        // and signal, both async-signal-safe; it touches no locks and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                inherited.restore();
+                Ok(())
+            });
+        }
+        cmd.exec()
+    };
     // exec failed: the program will never use them.
     for f in &mut created {
         f.handed_over = false;
@@ -172,6 +197,89 @@ fn run(common: &Common, program: Vec<OsString>) -> Result<Never, Fail> {
         ),
         _ => Fail(EXIT_CANNOT_RUN, format!("{name}: cannot run it: {err}")),
     })
+}
+
+/// Why a supervised start did not end the way the program did.
+enum Launch {
+    Fail(Fail),
+    /// `execve` failed in the child with this errno.
+    Exec(laysocks_sys::Errno),
+}
+
+/// Runs the program under the guard (`supervise.rs`) and ends as it ends.
+fn supervised(
+    exe: &Path,
+    program: &[OsString],
+    changes: &[(OsString, Option<OsString>)],
+    inherited: &supervise::Inherited,
+    cfg: laysocks_guard::GuardConfig,
+    settings: &Settings,
+) -> Result<Never, Launch> {
+    let env = apply_env(changes, std::env::vars_os());
+    let exec = supervise::Exec::new(exe, program, env).map_err(|e| Launch::Fail(usage(e)))?;
+    // Built here, before the fork: the child only installs it.
+    let filter = laysocks_guard::filter();
+    let mut running = supervise::start(
+        &exec,
+        inherited,
+        || filter.install(),
+        |listener| laysocks_guard::serve(listener, cfg).map(Guard),
+    )
+    .map_err(|e| match e {
+        supervise::StartError::Setup(m) => Launch::Fail(usage(m)),
+        supervise::StartError::Exec(e) => Launch::Exec(e),
+    })?;
+    if settings.verbose {
+        say(format!(
+            "guard on (seccomp user notification; pid {} serves program pid {})",
+            running.supervisor_pid(),
+            running.pid()
+        ));
+    }
+    let end = running.wait().map_err(|e| match e {
+        supervise::StartError::Setup(m) => Launch::Fail(usage(m)),
+        supervise::StartError::Exec(e) => Launch::Exec(e),
+    })?;
+    if !running.linger() && !settings.quiet {
+        say(format!(
+            "{} has exited but processes it started still run; the guard ends with it, so their connections now fail (ENOSYS) — keep the program waiting for them, or use --no-guard",
+            program[0].to_string_lossy()
+        ));
+    }
+    supervise::exit_like(end)
+}
+
+/// The guard's supervisor, as the process side sees it.
+struct Guard(laysocks_guard::Supervisor);
+
+impl supervise::Served for Guard {
+    fn wait_finished(&self, timeout: std::time::Duration) -> bool {
+        self.0.wait_finished(timeout)
+    }
+}
+
+/// The whole environment for `execve`: `current` with `changes` applied (a change
+/// replaces the variable in place; new ones go at the end).
+pub fn apply_env(
+    changes: &[(OsString, Option<OsString>)],
+    current: impl Iterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = Vec::new();
+    for (k, v) in current {
+        match changes.iter().rev().find(|(n, _)| *n == k) {
+            None => out.push((k, v)),
+            Some((_, Some(new))) => out.push((k, new.clone())),
+            Some((_, None)) => {}
+        }
+    }
+    for (k, v) in changes {
+        if let Some(v) = v {
+            if !out.iter().any(|(n, _)| n == k) {
+                out.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Whether SIGPIPE was ignored when the process started, read by a constructor that
@@ -194,39 +302,26 @@ extern "C" fn record_sigpipe() {
 #[link_section = ".init_array"]
 static RECORD_SIGPIPE: extern "C" fn() = record_sigpipe;
 
-/// The signal mask and SIGPIPE disposition the launcher was started with. Rust's
-/// `Command` resets both before `exec`; the program must get them as its parent gave
-/// them (a caller that ignores SIGPIPE or blocks a signal does so on purpose).
-#[derive(Clone, Copy)]
-struct InheritedSignals {
-    mask: libc::sigset_t,
-    sigpipe_ignored: bool,
-}
-
-impl InheritedSignals {
-    fn get() -> InheritedSignals {
-        // SAFETY: a null new set only reads the current mask into `mask`, which we own.
-        // The launcher never changes its mask, so this is the inherited one.
-        let mask = unsafe {
-            let mut mask: libc::sigset_t = std::mem::zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
-            mask
-        };
-        InheritedSignals {
-            mask,
-            sigpipe_ignored: SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Called between fork and exec: async-signal-safe calls only.
-    fn restore(&self) {
-        // SAFETY: `self.mask` is a valid sigset; SIG_IGN is a valid disposition.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut());
-            if self.sigpipe_ignored {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-            }
-        }
+/// The signal mask and the SIGPIPE and SIGCHLD dispositions the launcher was started
+/// with. Rust's `Command` resets the first two before `exec`, and the supervisor needs
+/// SIGCHLD at its default; the program must get them as its parent gave them (a caller
+/// that ignores SIGPIPE or blocks a signal does so on purpose).
+fn inherited_signals() -> supervise::Inherited {
+    // SAFETY: a null new set only reads the current mask into `mask`, which we own (the
+    // launcher has not changed its mask yet, so this is the inherited one); a null new
+    // action only reads SIGCHLD's disposition (Rust's runtime leaves SIGCHLD alone).
+    let (mask, sigchld_ignored) = unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let ign = libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN;
+        (mask, ign)
+    };
+    supervise::Inherited {
+        mask,
+        sigpipe_ignored: SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed),
+        sigchld_ignored,
     }
 }
 
@@ -346,24 +441,37 @@ fn executable(p: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
-/// Refuses a program the layer cannot enter (static, set-ID or with file capabilities,
-/// Go, or a script run by one of those): its connections would go direct, silently.
-/// With `--allow-direct` it runs, after one warning (DESIGN §3.9).
-pub fn check_enterable(exe: &Path, path: Option<&OsStr>, settings: &Settings) -> Result<(), Fail> {
+/// Refuses a program laysocks cannot cover: without the guard, one the layer cannot
+/// enter (static, set-ID or with file capabilities, Go, or a script run by one of
+/// those), whose connections would go direct, silently; with it, one built for another
+/// machine or a secure exec (`exec_check.rs`). With `--allow-direct` it runs, after one
+/// warning, and without the guard (DESIGN §3.9). Returns whether the guard runs.
+pub fn check_enterable(
+    exe: &Path,
+    path: Option<&OsStr>,
+    settings: &Settings,
+) -> Result<bool, Fail> {
     let creds = crate::exec_check::Creds::current();
-    let Some(why) = crate::exec_check::why_not(exe, path, &creds) else {
-        return Ok(());
+    let Some(why) = crate::exec_check::why_not(exe, path, &creds, settings.guard) else {
+        return Ok(settings.guard);
     };
     if settings.allow_direct {
         if !settings.quiet {
-            say(format!("warning: {why} (started anyway: --allow-direct)"));
+            let how = if settings.guard {
+                "started anyway, without the guard: --allow-direct"
+            } else {
+                "started anyway: --allow-direct"
+            };
+            say(format!("warning: {why} ({how})"));
         }
-        return Ok(());
+        return Ok(false);
     }
-    Err(Fail(
-        EXIT_CANNOT_RUN,
-        format!("{why}; run with --allow-direct to start it anyway"),
-    ))
+    let hint = if settings.guard {
+        "run with --allow-direct to start it anyway, without the guard (its connections may then go direct)"
+    } else {
+        "run with --allow-direct to start it anyway"
+    };
+    Err(Fail(EXIT_CANNOT_RUN, format!("{why}; {hint}")))
 }
 
 /// The proxy's addresses, resolved here so the layer never calls the resolver.
@@ -481,6 +589,7 @@ mod tests {
             warnings: vec![],
             config_path: None,
             allow_direct: false,
+            guard: false,
         }
     }
 

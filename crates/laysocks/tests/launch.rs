@@ -232,29 +232,40 @@ fn secret_file_removed_when_program_is_killed() {
 #[test]
 fn program_keeps_pid_status_and_signals() {
     let s = Scratch::new("exec");
-    let mut c = laysocks(&s.0);
-    c.args([
-        "-q",
-        "-x",
-        "socks5://127.0.0.1:9",
-        "--",
-        "sh",
-        "-c",
-        "echo $$; exit 7",
-    ]);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(7));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string());
-    assert!(
-        out.stderr.is_empty(),
-        "-q: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // --no-guard: laysocks execs the program, which keeps its pid. With the guard
+    // (the default) laysocks stays as the supervisor and the program is its child.
+    for (guard, shows) in [(false, "$$"), (true, "$PPID")] {
+        let mut c = laysocks(&s.0);
+        if !guard {
+            c.arg("--no-guard");
+        }
+        c.args([
+            "-q",
+            "-x",
+            "socks5://127.0.0.1:9",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {shows}; exit 7"),
+        ]);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(7), "guard {guard}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            pid.to_string(),
+            "guard {guard}"
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "-q: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let mut c = laysocks(&s.0);
     c.args([
