@@ -227,6 +227,16 @@ const ROWS: &[Row] = &[
         notes: "TCPSocket echo (remote_address = target), Net::HTTP GET by name, via microsocks",
         check: ruby,
     },
+    Row {
+        program: "Go net/http (static)",
+        notes: "tests/apps/go (CGO_ENABLED=0, no libc): 200 GETs from 20 goroutines, 1 MiB byte-exact, via danted (guard)",
+        check: go_static,
+    },
+    Row {
+        program: "busybox wget (static)",
+        notes: "busybox-static (no libc to preload): 1 MiB byte-exact via microsocks (guard)",
+        check: busybox_wget,
+    },
 ];
 
 fn main() {
@@ -1145,4 +1155,49 @@ print "http=#{r.code} #{r.body}"
         &run,
         &format!("echo=ruby-echo peer={TARGET_V4}:7\nhttp=200 {HELLO_BODY}"),
     )
+}
+
+fn go_static(rig: &Rig) -> Check {
+    let gc = laysocks_testkit::golang::go_build("guardclient", true);
+    let http = rig.http();
+    let hello = laysocks_testkit::golang::fnv1a64_hex(HELLO_BODY.as_bytes());
+    let big = laysocks_testkit::golang::fnv1a64_hex(&big_body());
+    let gc = gc.to_str().unwrap();
+    let (hello_len, big_len) = (HELLO_BODY.len().to_string(), big_body().len().to_string());
+    let run = under(
+        rig,
+        &dante(rig),
+        gc,
+        &[
+            "http",
+            "200",
+            "20",
+            &http.url("hello.txt"),
+            &hello_len,
+            &hello,
+        ],
+    );
+    stdout_has(&run, "http ok=200 bad=0\n")?;
+    let run = under(
+        rig,
+        &dante(rig),
+        gc,
+        &["http", "2", "2", &http.url("big.bin"), &big_len, &big],
+    );
+    stdout_has(&run, "http ok=2 bad=0\n")?;
+    succeeded(&run)
+}
+
+fn busybox_wget(rig: &Rig) -> Check {
+    let bb = require("/bin/busybox", "busybox-static");
+    let http = rig.http();
+    let out = dest(rig, "busybox.bin");
+    let url = http.url_named(laysocks_testkit::TARGET_NAME, "big.bin");
+    let run = under(
+        rig,
+        &micro(rig),
+        bb.to_str().unwrap(),
+        &["wget", "-O", out.to_str().unwrap(), &url],
+    );
+    file_is(&run, &out, &big_body())
 }

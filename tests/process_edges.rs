@@ -2,7 +2,10 @@
 //! started with vfork and posix_spawn, programs that clear their environment, raw
 //! `syscall(SYS_connect)`, and the programs the layer cannot enter at all (static,
 //! set-ID, with file capabilities, scripts run by those), which the launcher refuses
-//! rather than let their connections go direct unnoticed.
+//! rather than let their connections go direct unnoticed. Static programs and scripts
+//! they run are refused only with `--no-guard` (the preload layer alone); with the guard,
+//! the default, they run and are covered (tests/guard.rs), and a program that clears its
+//! environment keeps the guard in its children.
 //!
 //! The fd cases run through a delaying relay in front of the proxy, so a non-blocking
 //! handshake is really pending (≥ 4 × 25 ms) when the program duplicates or closes the
@@ -228,15 +231,16 @@ fn a_program_that_clears_its_environment_runs_its_child_without_the_layer() {
     let port = ECHO_PORT.to_string();
 
     // Cleared by the program (execve with its own envp) or by `env -i`: the child is
-    // bare, its connect goes direct and fails in the rig (no route), and the layer,
-    // told to report every connection, says nothing about it.
+    // bare. With the preload layer alone (--no-guard) its connect goes direct and fails
+    // in the rig (no route), and the layer, told to report every connection, says
+    // nothing about it.
     let cleared: [Vec<&str>; 2] = [
         vec![probe, "exec-clearenv", &host, &port],
         vec!["env", "-i", probe, "child", &host, &port],
     ];
-    for argv in cleared {
+    for argv in &cleared {
         rig.reset_leak_baseline();
-        let mut args = vec!["-v", "--"];
+        let mut args = vec!["-v", "--no-guard", "--"];
         args.extend(argv.iter().copied());
         let run = rig.run(&mut rig.laysocks(&proxy.url(), &args));
         has(&run, "child layer=absent preload=unset");
@@ -249,6 +253,19 @@ fn a_program_that_clears_its_environment_runs_its_child_without_the_layer() {
             rig.check_no_leak().is_err(),
             "the bare child's connect went direct, and the counters must see it:\n{run}"
         );
+    }
+    // With the guard (the default) the seccomp filter stays with the bare child, whose
+    // raw connect then goes through the proxy.
+    rig.reset_leak_baseline();
+    for argv in &cleared {
+        let mut args = vec!["-q", "--"];
+        args.extend(argv.iter().copied());
+        let run = rig.run(&mut rig.laysocks(&proxy.url(), &args));
+        has(&run, "child layer=absent preload=unset");
+        has(&run, &format!("child connect=0 peer={t} echo=ok"));
+        if let Err(e) = rig.check_no_leak() {
+            panic!("{e}\n{run}");
+        }
     }
 
     // Programs that only change other variables keep the layer in the grandchild.
@@ -309,6 +326,8 @@ fn raw_syscall_connect_is_proxied() {
 // ---- programs the layer cannot enter ----
 
 const REFUSAL_END: &str = "run with --allow-direct to start it anyway";
+/// The same with the guard on: --allow-direct then also means without the guard.
+const REFUSAL_END_GUARDED: &str = "run with --allow-direct to start it anyway, without the guard (its connections may then go direct)";
 
 fn busybox() -> PathBuf {
     let p = PathBuf::from("/bin/busybox");
@@ -342,6 +361,26 @@ fn refused(run: &Run, what: &str) {
     assert!(run.stdout.is_empty(), "the program never ran:\n{run}");
 }
 
+/// A set-ID or capability program refused with the guard on: under no_new_privs it would
+/// run without its privileges, and the preload layer cannot enter it either.
+#[track_caller]
+fn refused_guarded(run: &Run, what: &str) {
+    assert_eq!(run.code(), Some(126), "refused like a failed exec:\n{run}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line:\n{run}");
+    let l = lines[0];
+    assert!(
+        l.starts_with("laysocks: ")
+            && l.contains(what)
+            && l.contains(
+                "under the guard (which sets no_new_privs) it would run without its privileges"
+            )
+            && l.ends_with(REFUSAL_END_GUARDED),
+        "{run}"
+    );
+    assert!(run.stdout.is_empty(), "the program never ran:\n{run}");
+}
+
 #[test]
 fn a_static_program_is_refused_and_runs_direct_only_when_allowed() {
     let bb = busybox();
@@ -352,14 +391,16 @@ fn a_static_program_is_refused_and_runs_direct_only_when_allowed() {
     // (busybox 1.35's wget crashes with -q or -T; plain options are enough here.)
     let wget = [bb.to_str().unwrap(), "wget", "-O", "-", &url];
 
+    // The preload layer alone (--no-guard) cannot enter it; with the guard it is covered
+    // (tests/guard.rs).
     rig.reset_leak_baseline();
-    let mut args = vec!["--"];
+    let mut args = vec!["--no-guard", "--"];
     args.extend(wget);
     let run = rig.run(&mut rig.laysocks(&proxy.url(), &args));
     refused(&run, "is statically linked");
     rig.assert_no_leak(); // no connection was attempted
 
-    let mut args = vec!["--allow-direct", "--"];
+    let mut args = vec!["--no-guard", "--allow-direct", "--"];
     args.extend(wget);
     let run = rig.run(&mut rig.laysocks(&proxy.url(), &args));
     run.assert_failure();
@@ -384,7 +425,15 @@ fn a_static_program_is_refused_and_runs_direct_only_when_allowed() {
     let cfg_s = cfg.to_str().unwrap().to_string();
     let run = rig.run(&mut rig.laysocks(
         &proxy.url(),
-        ["-q", "-c", &cfg_s, "--", bb.to_str().unwrap(), "true"],
+        [
+            "--no-guard",
+            "-q",
+            "-c",
+            &cfg_s,
+            "--",
+            bb.to_str().unwrap(),
+            "true",
+        ],
     ));
     run.assert_success();
     assert!(run.stderr.is_empty(), "-q: no warning:\n{run}");
@@ -424,6 +473,18 @@ fn setuid_setcap_and_statically_interpreted_scripts_are_refused() {
         &proxy.url(),
         ["--", suid.to_str().unwrap(), "child", &host, &port],
     ));
+    refused_guarded(&run, "is set-user-ID (owner uid 65534)");
+    let run = rig.run(&mut rig.laysocks(
+        &proxy.url(),
+        [
+            "--no-guard",
+            "--",
+            suid.to_str().unwrap(),
+            "child",
+            &host,
+            &port,
+        ],
+    ));
     refused(&run, "is set-user-ID (owner uid 65534)");
 
     // File capabilities, for a user who is not root.
@@ -436,43 +497,52 @@ fn setuid_setcap_and_statically_interpreted_scripts_are_refused() {
         .unwrap();
     assert!(st.success(), "setcap");
     let bin = laysocks_testkit::laysocks_bin();
-    let mut cmd = rig.client_cmd(
-        laysocks_testkit::require("setpriv", "util-linux"),
-        [
+    for guard in [true, false] {
+        let url = proxy.url();
+        let mut args = vec![
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
             bin.to_str().unwrap(),
             "-x",
-            &proxy.url(),
-            "--",
-            caps.to_str().unwrap(),
-            "child",
-            &host,
-            &port,
-        ],
-    );
-    cmd.env("HOME", "/nonexistent").env_remove("XDG_CACHE_HOME");
-    let run = rig.run(&mut cmd);
-    refused(&run, "has file capabilities");
+            &url,
+        ];
+        if !guard {
+            args.push("--no-guard");
+        }
+        args.extend(["--", caps.to_str().unwrap(), "child", &host, &port]);
+        let mut cmd = rig.client_cmd(laysocks_testkit::require("setpriv", "util-linux"), &args);
+        cmd.env("HOME", "/nonexistent").env_remove("XDG_CACHE_HOME");
+        let run = rig.run(&mut cmd);
+        if guard {
+            refused_guarded(&run, "has file capabilities");
+        } else {
+            refused(&run, "has file capabilities");
+        }
+    }
 
     // A script whose interpreter is static (directly, and through env).
     let bb = busybox();
     let script = dir.join("s1");
     std::fs::write(&script, format!("#!{} sh\necho ran\n", bb.display())).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = rig.run(&mut rig.laysocks(&proxy.url(), ["--", script.to_str().unwrap()]));
+    let run =
+        rig.run(&mut rig.laysocks(&proxy.url(), ["--no-guard", "--", script.to_str().unwrap()]));
     refused(
         &run,
         "is a script run by /bin/busybox, which is statically linked",
     );
+    // With the guard the same script runs (busybox's sh is covered).
+    let run = rig.run(&mut rig.laysocks(&proxy.url(), ["--", script.to_str().unwrap()]));
+    run.assert_success();
+    assert_eq!(run.stdout, "ran\n", "{run}");
     let bbdir = dir.join("bin");
     std::fs::create_dir(&bbdir).unwrap();
     std::os::unix::fs::symlink(&bb, bbdir.join("bbsh")).unwrap();
     let script = dir.join("s2");
     std::fs::write(&script, "#!/usr/bin/env bbsh\necho ran\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = rig.laysocks(&proxy.url(), ["--", script.to_str().unwrap()]);
+    let mut cmd = rig.laysocks(&proxy.url(), ["--no-guard", "--", script.to_str().unwrap()]);
     cmd.env("PATH", format!("{}:/usr/bin:/bin", bbdir.display()));
     let run = rig.run(&mut cmd);
     refused(&run, "(via /usr/bin/env), which is statically linked");

@@ -474,7 +474,8 @@ fn every_resolver_api_in_c() {
 }
 
 /// node: dns.lookup and http.get by name work; dns.resolve4 (c-ares, its own UDP
-/// resolver) must fail without a query reaching anyone.
+/// resolver) gets a placeholder from the guard's DNS responder, or with the preload layer
+/// alone (`--no-guard`) fails; either way without a query reaching anyone.
 const NODE_SCRIPT: &str = r#"
 const dns = require('dns');
 const http = require('http');
@@ -504,39 +505,56 @@ fn node_lookup_and_http_get_by_name_and_resolve4_refused() {
     rig.http();
     let proxy = rig.microsocks();
     let node = require("node", "nodejs");
-    let run = under(
-        &rig,
-        &proxy.url(),
-        &[],
-        node.to_str().unwrap(),
-        &["-e", NODE_SCRIPT],
-    );
-    no_leak(&rig, &run);
+    for guard in [false, true] {
+        let opts: &[&str] = if guard { &[] } else { &["--no-guard"] };
+        let run = under(
+            &rig,
+            &proxy.url(),
+            opts,
+            node.to_str().unwrap(),
+            &["-e", NODE_SCRIPT],
+        );
+        node_by_name(&run, guard);
+        no_leak(&rig, &run);
+    }
+    rig.assert_no_leak();
+}
+
+/// What [`NODE_SCRIPT`] must print, with and without the guard.
+#[track_caller]
+fn node_by_name(run: &Run, guard: bool) {
     run.assert_success();
-    let lookup: Vec<&str> = get(&run, "lookup").split(',').collect();
+    let lookup: Vec<&str> = get(run, "lookup").split(',').collect();
     assert_eq!(lookup.len(), 2, "one IPv4 and one IPv6 placeholder:\n{run}");
     let (ph4, ph6) = (
         lookup[0].strip_suffix("/4").unwrap_or(""),
         lookup[1].strip_suffix("/6").unwrap_or(""),
     );
-    assert_pair(ph4, ph6, &run);
-    let remote = get(&run, "remote");
+    assert_pair(ph4, ph6, run);
+    let remote = get(run, "remote");
     assert!(
         remote == ph4 || remote == ph6,
         "http.get's socket is connected to a placeholder:\n{run}"
     );
     assert_eq!(
-        get(&run, "body"),
+        get(run, "body"),
         format!("{HELLO_BODY:?}"),
         "the body by name:\n{run}"
     );
-    assert_eq!(
-        get(&run, "resolve4"),
-        "ECONNREFUSED",
-        "c-ares' own UDP query must be refused:\n{run}"
-    );
-    has_line(&run, "alive");
-    rig.assert_no_leak();
+    let resolve4 = get(run, "resolve4");
+    if guard {
+        // The guard answers c-ares' own UDP query, with the same placeholder.
+        assert_eq!(
+            resolve4, ph4,
+            "c-ares' own UDP query gets {REMOTE_NAME}'s placeholder:\n{run}"
+        );
+    } else {
+        assert_eq!(
+            resolve4, "ECONNREFUSED",
+            "without the guard c-ares' own UDP query must be refused:\n{run}"
+        );
+    }
+    has_line(run, "alive");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -552,12 +570,16 @@ fn dig_is_refused_and_dig_tcp_goes_to_the_dns_server_through_the_proxy() {
     let dig = dig.to_str().unwrap();
     let server = dns.host_port();
 
-    // UDP to the system resolver: refused, with or without a DNS server configured.
+    // UDP to the system resolver, with or without a DNS server configured: with the
+    // preload layer alone (--no-guard) refused; with the guard answered by its DNS
+    // responder with the name's placeholder.
     for opts in [vec![], vec!["--dns-server", server.as_str()]] {
+        let mut alone = vec!["--no-guard"];
+        alone.extend(&opts);
         let run = under(
             &rig,
             &proxy.url(),
-            &opts,
+            &alone,
             dig,
             &["+tries=1", "+time=2", REMOTE_NAME],
         );
@@ -568,31 +590,63 @@ fn dig_is_refused_and_dig_tcp_goes_to_the_dns_server_through_the_proxy() {
             !layer_lines(&run).is_empty(),
             "the refusal is reported on stderr:\n{run}"
         );
+        let run = under(
+            &rig,
+            &proxy.url(),
+            &opts,
+            dig,
+            &["+tries=1", "+time=2", "+short", REMOTE_NAME],
+        );
+        no_leak(&rig, &run);
+        run.assert_success();
+        assert!(
+            slot4(run.stdout.trim()).is_some(),
+            "the guard answers with a placeholder:\n{run}"
+        );
     }
-    // DNS over TCP to the system resolver without a DNS server: refused.
+    // DNS over TCP to the system resolver without a DNS server: refused by the preload
+    // layer alone, answered by the guard.
     let run = under(
         &rig,
         &proxy.url(),
-        &[],
+        &["--no-guard"],
         dig,
         &["+tcp", "+tries=1", "+time=2", DNS_ONLY_NAME],
     );
     no_leak(&rig, &run);
     run.assert_failure();
     assert!(!run.stdout.contains("ANSWER SECTION"), "{run}");
-    assert!(dns.queries().is_empty(), "{:?}", dns.queries());
-
-    // With one: redirected through the proxy to dnsmasq in the target.
     let run = under(
         &rig,
         &proxy.url(),
-        &["--dns-server", &server],
+        &[],
         dig,
-        &["+tcp", "+tries=1", "+time=5", "+short", DNS_ONLY_NAME],
+        &["+tcp", "+tries=1", "+time=2", "+short", DNS_ONLY_NAME],
     );
     no_leak(&rig, &run);
     run.assert_success();
-    assert_eq!(run.stdout.trim(), TARGET_V4.to_string(), "{run}");
+    assert!(
+        slot4(run.stdout.trim()).is_some(),
+        "the guard answers with a placeholder:\n{run}"
+    );
+    assert!(dns.queries().is_empty(), "{:?}", dns.queries());
+
+    // With one: redirected through the proxy to dnsmasq in the target, with and
+    // without the guard.
+    for guard in [&[][..], &["--no-guard"][..]] {
+        let mut opts = vec!["--dns-server", server.as_str()];
+        opts.extend(guard);
+        let run = under(
+            &rig,
+            &proxy.url(),
+            &opts,
+            dig,
+            &["+tcp", "+tries=1", "+time=5", "+short", DNS_ONLY_NAME],
+        );
+        no_leak(&rig, &run);
+        run.assert_success();
+        assert_eq!(run.stdout.trim(), TARGET_V4.to_string(), "{run}");
+    }
     let q = dns.queries();
     assert!(
         q.iter().any(|q| q.name == DNS_ONLY_NAME
@@ -610,12 +664,14 @@ fn a_programs_own_dns_packets_never_go_direct() {
     let proxy = rig.microsocks();
     let server = dns.host_port();
     let resolver = laysocks_testkit::CLIENT_RESOLVER.to_string();
+    let target = TARGET_V4.to_string();
 
+    // The preload layer alone (--no-guard) refuses them.
     // No DNS server: UDP and TCP to the system resolver are refused.
     let run = under_probe(
         &rig,
         &proxy.url(),
-        &[],
+        &["--no-guard"],
         &["dns53", &resolver, DNS_ONLY_NAME],
     );
     no_leak(&rig, &run);
@@ -625,8 +681,12 @@ fn a_programs_own_dns_packets_never_go_direct() {
     has_line(&run, "alive");
 
     // UDP to a remote address is refused too (it would otherwise leave with no route).
-    let target = TARGET_V4.to_string();
-    let run = under_probe(&rig, &proxy.url(), &[], &["dns53", &target, DNS_ONLY_NAME]);
+    let run = under_probe(
+        &rig,
+        &proxy.url(),
+        &["--no-guard"],
+        &["dns53", &target, DNS_ONLY_NAME],
+    );
     no_leak(&rig, &run);
     has_line(&run, "udp_connect=ECONNREFUSED");
     has_line(&run, "udp_sendto=ECONNREFUSED");
@@ -638,12 +698,51 @@ fn a_programs_own_dns_packets_never_go_direct() {
     let run = under_probe(
         &rig,
         &proxy.url(),
-        &["--dns-server", &server],
+        &["--no-guard", "--dns-server", &server],
         &["dns53", &resolver, DNS_ONLY_NAME],
     );
     no_leak(&rig, &run);
     has_line(&run, "udp_connect=ECONNREFUSED");
     has_line(&run, "udp_sendto=ECONNREFUSED");
+    has_line(&run, "tcp_connect=0");
+    has_line(&run, &format!("tcp_answer={TARGET_V4}"));
+    has_line(&run, "alive");
+
+    // With the guard (the default) the DNS the preload layer would refuse is answered by
+    // the guard's responder, from the name table: placeholders, and still nothing direct.
+    let run = under_probe(
+        &rig,
+        &proxy.url(),
+        &[],
+        &["dns53", &resolver, DNS_ONLY_NAME],
+    );
+    no_leak(&rig, &run);
+    has_line(&run, "udp_connect=0");
+    has_line(&run, "udp_sendto=sent");
+    has_line(&run, "udp_recv=answer");
+    has_line(&run, "tcp_connect=0");
+    let ph = get(&run, "tcp_answer");
+    assert!(slot4(ph).is_some(), "a placeholder over TCP:\n{run}");
+    has_line(&run, "alive");
+    // To a remote DNS server the proxy cannot carry UDP to (microsocks): the guard
+    // answers; TCP to it is still an ordinary proxied connection.
+    let run = under_probe(&rig, &proxy.url(), &[], &["dns53", &target, DNS_ONLY_NAME]);
+    no_leak(&rig, &run);
+    has_line(&run, "udp_connect=0");
+    has_line(&run, "udp_sendto=sent");
+    has_line(&run, "udp_recv=answer");
+    has_line(&run, "tcp_connect=0");
+    has_line(&run, &format!("tcp_answer={TARGET_V4}"));
+    // With a DNS server, TCP still goes there through the proxy.
+    let run = under_probe(
+        &rig,
+        &proxy.url(),
+        &["--dns-server", &server],
+        &["dns53", &resolver, DNS_ONLY_NAME],
+    );
+    no_leak(&rig, &run);
+    has_line(&run, "udp_connect=0");
+    has_line(&run, "udp_recv=answer");
     has_line(&run, "tcp_connect=0");
     has_line(&run, &format!("tcp_answer={TARGET_V4}"));
     has_line(&run, "alive");

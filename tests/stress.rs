@@ -223,6 +223,14 @@ fn connecting_threads_survive_fork_exec_close_range_and_dup2() {
         "EPIPE",      // a fresh unconnected socket on the number: the send
         "ENOTCONN",   // ... getpeername or SO_ERROR on it
         "ECONNRESET", // ... or the proxy saw its socket go away
+        // A fresh socket dup3'd onto the number *before* the layer's own connect to the
+        // proxy (or before the guard takes the socket by its number) is the one that
+        // gets connected: a direct connect would likewise have connected the newcomer.
+        // Its handshake then fails (ECONNREFUSED from the guard's view of it) or it is
+        // left connected to the proxy (getpeername shows the proxy: WRONG-PEER). About
+        // one run in three sees one such victim among ~1,000 games; never a strict one.
+        "ECONNREFUSED",
+        "WRONG-PEER",
     ];
     for (errno, n) in fields(&run, "victim_errors") {
         assert!(
@@ -230,6 +238,15 @@ fn connecting_threads_survive_fork_exec_close_range_and_dup2() {
             "{n} victim connects failed with {errno}, which the fd games do not explain:\n{run}"
         );
     }
+    let newcomers: usize = fields(&run, "victim_errors")
+        .into_iter()
+        .filter(|(e, _)| matches!(*e, "ECONNREFUSED" | "WRONG-PEER"))
+        .map(|(_, n)| n.parse::<usize>().unwrap_or(usize::MAX))
+        .sum();
+    assert!(
+        newcomers <= 5,
+        "{newcomers} victims had a replacement socket connected: a race window, not a rule:\n{run}"
+    );
     // Everything the run opened is closed again: the layer keeps no fd of its own.
     assert_eq!(num(&run, "storm", "strange"), 0, "{run}");
     assert_eq!(

@@ -948,11 +948,12 @@ fn dns_to_the_local_resolver_goes_to_the_dns_server_through_the_proxy_or_is_refu
     let server = dns.host_port();
     let resolver = laysocks_testkit::CLIENT_RESOLVER.to_string();
 
-    // Without --dns-server: refused, the canary untouched (no_leak checks it).
+    // Without --dns-server, the preload layer alone (--no-guard): refused, the canary
+    // untouched (no_leak checks it).
     let run = under(
         &rig,
         &d.url(),
-        &[],
+        &["--no-guard"],
         dig,
         &["+notcp", "+tries=1", "+time=2", "+short", DNS_ONLY_NAME],
     );
@@ -963,10 +964,32 @@ fn dns_to_the_local_resolver_goes_to_the_dns_server_through_the_proxy_or_is_refu
         !layer_lines(&run).is_empty(),
         "the refusal is reported:\n{run}"
     );
-    let run = under_py(&rig, &d.url(), &[], &["dns53", &resolver]);
+    let run = under_py(&rig, &d.url(), &["--no-guard"], &["dns53", &resolver]);
     no_leak(&rig, &run);
     has_line(&run, "udp_sendto=ERR ECONNREFUSED");
     has_line(&run, "udp_connect=ERR ECONNREFUSED");
+    has_line(&run, "alive");
+    // With the guard (the default): answered by its DNS responder with the name's
+    // placeholder, as coming from the resolver the program asked; the canary untouched.
+    let run = under(
+        &rig,
+        &d.url(),
+        &[],
+        dig,
+        &["+notcp", "+tries=1", "+time=2", "+short", DNS_ONLY_NAME],
+    );
+    no_leak(&rig, &run);
+    run.assert_success();
+    let ph = run.stdout.trim().to_string();
+    assert!(
+        ph.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.octets()[0] == 198 && ip.octets()[1] & 0xfe == 18),
+        "a placeholder in 198.18.0.0/15:\n{run}"
+    );
+    let run = under_py(&rig, &d.url(), &[], &["dns53", &resolver]);
+    no_leak(&rig, &run);
+    has_line(&run, &format!("udp_sendto={ph} from={resolver}:53"));
+    has_line(&run, &format!("udp_connect={ph} peer={resolver}:53"));
     has_line(&run, "alive");
     assert!(dns.queries().is_empty(), "{:?}", dns.queries());
 
@@ -1044,11 +1067,22 @@ fn node_dns_resolve4_via_the_dns_server_and_at_the_target() {
     has_line(&run, &format!("resolve4={TARGET_V4}"));
     has_line(&run, &format!("target_resolve4={TARGET_V4}"));
     has_line(&run, "alive");
-    // Without one, the system resolver's query is refused; the target still answers.
-    let run = under(&rig, &d.url(), &[], node, &["-e", NODE_RESOLVE]);
+    // Without one, the preload layer alone (--no-guard) refuses the system resolver's
+    // query, and the guard answers it with a placeholder; the target still answers.
+    let run = under(&rig, &d.url(), &["--no-guard"], node, &["-e", NODE_RESOLVE]);
     no_leak(&rig, &run);
     run.assert_success();
     has_line(&run, "resolve4=ECONNREFUSED");
+    has_line(&run, &format!("target_resolve4={TARGET_V4}"));
+    let run = under(&rig, &d.url(), &[], node, &["-e", NODE_RESOLVE]);
+    no_leak(&rig, &run);
+    run.assert_success();
+    let ph = get(&run, "resolve4");
+    assert!(
+        ph.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.octets()[0] == 198 && ip.octets()[1] & 0xfe == 18),
+        "c-ares' query to the system resolver gets a placeholder from the guard:\n{run}"
+    );
     has_line(&run, &format!("target_resolve4={TARGET_V4}"));
     let q = dns.queries();
     assert!(

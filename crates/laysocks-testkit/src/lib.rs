@@ -25,6 +25,7 @@ pub mod compat;
 pub mod cprog;
 pub mod expect;
 pub mod fault;
+pub mod golang;
 pub mod layerfuzz;
 pub mod netns;
 pub mod relay;

@@ -1,0 +1,3 @@
+module laysocks.test/apps
+
+go 1.19
