@@ -74,6 +74,12 @@ impl Failure {
     /// A short reason for the one-line message (the preload layer's wording).
     pub fn reason(&self) -> String {
         match self {
+            // A connect can only end in ECONNRESET once the proxy had accepted it: it
+            // reset the connection before the handshake began (possibly before the
+            // layer saw the connect complete), not "unreachable".
+            Failure::ProxyUnreachable(Errno(libc::ECONNRESET)) => {
+                "the proxy reset the connection before answering the greeting".into()
+            }
             Failure::ProxyUnreachable(e) => format!("cannot reach the proxy: {}", e.description()),
             Failure::NoProxyForFamily => {
                 "the proxy has no address this socket's family can reach".into()
