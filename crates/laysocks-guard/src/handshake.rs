@@ -84,13 +84,13 @@ impl Failure {
             Failure::NoProxyForFamily => {
                 "the proxy has no address this socket's family can reach".into()
             }
-            Failure::ProxyClosed(at) => format!("the proxy closed the connection {}", during(at)),
+            Failure::ProxyClosed(at) => format!("the proxy closed the connection {}", at),
             Failure::Broken(Errno(libc::ECONNRESET), at) => {
-                format!("the proxy reset the connection {}", during(at))
+                format!("the proxy reset the connection {}", at)
             }
             Failure::Broken(e, at) => format!(
                 "the connection to the proxy failed {}: {}",
-                during(at),
+                at,
                 e.description()
             ),
             Failure::Io(e) => format!(
@@ -110,26 +110,6 @@ impl Failure {
                 *after_ms as f64 / 1000.0
             ),
         }
-    }
-}
-
-fn during(at: &Awaiting) -> String {
-    match *at {
-        Awaiting::MethodSelection { received: 0 } => "before answering the greeting".into(),
-        Awaiting::MethodSelection { received } => {
-            format!("after {received} of the 2 bytes of its method selection")
-        }
-        Awaiting::AuthStatus { received: 0 } => "before answering the username/password".into(),
-        Awaiting::AuthStatus { received } => {
-            format!("after {received} of the 2 bytes of its username/password answer")
-        }
-        Awaiting::Reply { received: 0, .. } => "before replying to the request".into(),
-        Awaiting::Reply {
-            received,
-            total: Some(total),
-        } => format!("after {received} of the {total} bytes of its reply"),
-        Awaiting::Reply { received, .. } => format!("after {received} bytes of its reply"),
-        Awaiting::Nothing => "during the SOCKS5 handshake".into(),
     }
 }
 

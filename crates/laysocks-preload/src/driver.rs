@@ -89,13 +89,13 @@ impl Failure {
             Failure::NoProxyForFamily => {
                 "the proxy has no address this socket's family can reach (IPv4 socket, IPv6-only proxy)".into()
             }
-            Failure::ProxyClosed(at) => format!("the proxy closed the connection {}", during(at)),
+            Failure::ProxyClosed(at) => format!("the proxy closed the connection {}", at),
             Failure::Broken(Errno(libc::ECONNRESET), at) => {
-                format!("the proxy reset the connection {}", during(at))
+                format!("the proxy reset the connection {}", at)
             }
             Failure::Broken(e, at) => format!(
                 "the connection to the proxy failed {}: {}",
-                during(at),
+                at,
                 e.description()
             ),
             Failure::Io(e) => format!("connection to the proxy failed during the handshake: {}", e.description()),
@@ -113,28 +113,6 @@ impl Failure {
                 "the socket was closed or replaced by another thread during the handshake".into()
             }
         }
-    }
-}
-
-/// Where the exchange stood when the connection went, for [`Failure::reason`].
-fn during(at: &Awaiting) -> String {
-    match *at {
-        Awaiting::MethodSelection { received: 0 } => "before answering the greeting".into(),
-        Awaiting::MethodSelection { received } => {
-            format!("after {received} of the 2 bytes of its method selection")
-        }
-        Awaiting::AuthStatus { received: 0 } => "before answering the username/password".into(),
-        Awaiting::AuthStatus { received } => {
-            format!("after {received} of the 2 bytes of its username/password answer")
-        }
-        Awaiting::Reply { received: 0, .. } => "before replying to the request".into(),
-        Awaiting::Reply {
-            received,
-            total: Some(total),
-        } => format!("after {received} of the {total} bytes of its reply"),
-        Awaiting::Reply { received: 1, .. } => "after 1 byte of its reply".into(),
-        Awaiting::Reply { received, .. } => format!("after {received} bytes of its reply"),
-        Awaiting::Nothing => "during the SOCKS5 handshake".into(),
     }
 }
 

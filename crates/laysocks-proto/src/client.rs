@@ -72,6 +72,38 @@ pub enum Awaiting {
     Nothing,
 }
 
+/// Where the exchange stood, as the end of a sentence: "the proxy closed the connection
+/// *after 5 of the 10 bytes of its reply*". Both layers' messages use it.
+impl fmt::Display for Awaiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Awaiting::MethodSelection { received: 0 } => {
+                f.write_str("before answering the greeting")
+            }
+            Awaiting::MethodSelection { received } => {
+                write!(f, "after {received} of the 2 bytes of its method selection")
+            }
+            Awaiting::AuthStatus { received: 0 } => {
+                f.write_str("before answering the username/password")
+            }
+            Awaiting::AuthStatus { received } => {
+                write!(
+                    f,
+                    "after {received} of the 2 bytes of its username/password answer"
+                )
+            }
+            Awaiting::Reply { received: 0, .. } => f.write_str("before replying to the request"),
+            Awaiting::Reply {
+                received,
+                total: Some(total),
+            } => write!(f, "after {received} of the {total} bytes of its reply"),
+            Awaiting::Reply { received: 1, .. } => f.write_str("after 1 byte of its reply"),
+            Awaiting::Reply { received, .. } => write!(f, "after {received} bytes of its reply"),
+            Awaiting::Nothing => f.write_str("during the SOCKS5 handshake"),
+        }
+    }
+}
+
 // Inline on purpose: the handshake must not allocate, so no Box for the name.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -427,6 +459,38 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::fuzzing::{check_client, run_client, Chunking, Outcome, Prng};
     use crate::testutil::*;
+
+    #[test]
+    fn awaiting_reads_as_the_end_of_a_sentence() {
+        let cases = [
+            (
+                Awaiting::MethodSelection { received: 0 },
+                "before answering the greeting",
+            ),
+            (
+                Awaiting::AuthStatus { received: 1 },
+                "after 1 of the 2 bytes of its username/password answer",
+            ),
+            (
+                Awaiting::Reply {
+                    received: 5,
+                    total: Some(10),
+                },
+                "after 5 of the 10 bytes of its reply",
+            ),
+            (
+                Awaiting::Reply {
+                    received: 1,
+                    total: None,
+                },
+                "after 1 byte of its reply",
+            ),
+            (Awaiting::Nothing, "during the SOCKS5 handshake"),
+        ];
+        for (at, want) in cases {
+            assert_eq!(at.to_string(), want);
+        }
+    }
 
     /// Write everything that is pending, returning it.
     fn flush(hs: &mut ClientHandshake) -> Vec<u8> {
