@@ -51,7 +51,6 @@ pub enum Failure {
 impl Failure {
     /// The errno a direct connect would have given for the same situation.
     pub fn errno(&self) -> Errno {
-        use laysocks_proto::ErrorKind as K;
         Errno(match self {
             Failure::ProxyUnreachable(e) | Failure::Io(e) => e.0,
             Failure::NoProxyForFamily => libc::EAFNOSUPPORT,
@@ -59,15 +58,7 @@ impl Failure {
             Failure::Broken(e, _) => e.0,
             Failure::Timeout { .. } => libc::ETIMEDOUT,
             Failure::NameUnreachable(_) => libc::EHOSTUNREACH,
-            Failure::Protocol(e) => match e.kind() {
-                K::ConnectionRefused => libc::ECONNREFUSED,
-                K::NetworkUnreachable => libc::ENETUNREACH,
-                K::HostUnreachable => libc::EHOSTUNREACH,
-                K::TimedOut => libc::ETIMEDOUT,
-                K::AccessDenied => libc::EACCES,
-                K::Unsupported => libc::EAFNOSUPPORT,
-                K::ProtocolError => libc::EPROTO,
-            },
+            Failure::Protocol(e) => Errno::for_socks(e.kind()).0,
         })
     }
 
@@ -97,11 +88,7 @@ impl Failure {
                 "connection to the proxy failed during the handshake: {}",
                 e.description()
             ),
-            Failure::Protocol(ProtoError::BadVersion(b'H')) => format!(
-                "{}; it starts like an HTTP response: is this an HTTP proxy rather than SOCKS5?",
-                ProtoError::BadVersion(b'H')
-            ),
-            Failure::Protocol(e) => format!("{e}"),
+            Failure::Protocol(e) => e.explain(),
             Failure::NameUnreachable(e) => {
                 format!("{e} (the name may not resolve on the proxy's side)")
             }

@@ -53,7 +53,6 @@ pub enum Failure {
 impl Failure {
     /// The errno a direct connect would have given for the same situation.
     pub fn errno(&self) -> Errno {
-        use laysocks_proto::ErrorKind as K;
         Errno(match self {
             Failure::ProxyUnreachable(e) | Failure::Io(e) => e.0,
             Failure::NoProxyForFamily => libc::EAFNOSUPPORT,
@@ -64,15 +63,7 @@ impl Failure {
             Failure::Interrupted { .. } => libc::EINTR,
             Failure::Replaced => libc::EBADF,
             Failure::NameUnreachable(_) => libc::EHOSTUNREACH,
-            Failure::Protocol(e) => match e.kind() {
-                K::ConnectionRefused => libc::ECONNREFUSED,
-                K::NetworkUnreachable => libc::ENETUNREACH,
-                K::HostUnreachable => libc::EHOSTUNREACH,
-                K::TimedOut => libc::ETIMEDOUT,
-                K::AccessDenied => libc::EACCES,
-                K::Unsupported => libc::EAFNOSUPPORT,
-                K::ProtocolError => libc::EPROTO,
-            },
+            Failure::Protocol(e) => Errno::for_socks(e.kind()).0,
         })
     }
 
@@ -99,7 +90,7 @@ impl Failure {
                 e.description()
             ),
             Failure::Io(e) => format!("connection to the proxy failed during the handshake: {}", e.description()),
-            Failure::Protocol(e) => protocol_reason(e),
+            Failure::Protocol(e) => e.explain(),
             Failure::NameUnreachable(e) => format!(
                 "{e} (the name may not resolve on the proxy's side)"
             ),
@@ -113,25 +104,6 @@ impl Failure {
                 "the socket was closed or replaced by another thread during the handshake".into()
             }
         }
-    }
-}
-
-/// The engine's words for a protocol failure, sharpened where the client side knows
-/// more than the shared engine text says: the message is the proxy's reply, and a proxy
-/// whose first byte is `H` is most likely an HTTP server or proxy.
-fn protocol_reason(e: &ProtoError) -> String {
-    match *e {
-        ProtoError::BadAddressType(a) => format!(
-            "the proxy's reply has an unknown address type {a:#04x} (RFC 1928 §5 defines \
-             0x01 IPv4, 0x03 domain name, 0x04 IPv6)"
-        ),
-        ProtoError::EmptyDomain => "the proxy's reply gives its bound address as a domain name \
-             of length 0 (RFC 1928 §5: 1 to 255 octets)"
-            .into(),
-        ProtoError::BadVersion(b'H') => format!(
-            "{e}; it starts like an HTTP response: is this an HTTP proxy rather than SOCKS5?"
-        ),
-        _ => format!("{e}"),
     }
 }
 

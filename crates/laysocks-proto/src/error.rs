@@ -65,6 +65,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// The client's words for this error in a proxy's answer: the engine's text,
+    /// sharpened where the client knows more (the message is about the proxy's reply,
+    /// and a proxy whose first byte is `H` is most likely an HTTP server or proxy). The
+    /// preload layer and the guard both print it, so a proxy reads the same either way.
+    pub fn explain(&self) -> String {
+        match *self {
+            Error::BadAddressType(a) => format!(
+                "the proxy's reply has an unknown address type {a:#04x} (RFC 1928 §5 defines \
+                 0x01 IPv4, 0x03 domain name, 0x04 IPv6)"
+            ),
+            Error::EmptyDomain => "the proxy's reply gives its bound address as a domain name \
+                 of length 0 (RFC 1928 §5: 1 to 255 octets)"
+                .into(),
+            Error::BadVersion(b'H') => format!(
+                "{self}; it starts like an HTTP response: is this an HTTP proxy rather than SOCKS5?"
+            ),
+            _ => format!("{self}"),
+        }
+    }
+
     /// The errno family a direct connect would have reported.
     pub fn kind(&self) -> ErrorKind {
         match *self {

@@ -7,6 +7,21 @@ use std::fmt;
 pub struct Errno(pub i32);
 
 impl Errno {
+    /// The errno a direct connect would have failed with where a SOCKS5 exchange failed
+    /// with `kind` (DESIGN §3.5), for both layers.
+    pub fn for_socks(kind: laysocks_proto::ErrorKind) -> Errno {
+        use laysocks_proto::ErrorKind as K;
+        Errno(match kind {
+            K::ConnectionRefused => libc::ECONNREFUSED,
+            K::NetworkUnreachable => libc::ENETUNREACH,
+            K::HostUnreachable => libc::EHOSTUNREACH,
+            K::TimedOut => libc::ETIMEDOUT,
+            K::AccessDenied => libc::EACCES,
+            K::Unsupported => libc::EAFNOSUPPORT,
+            K::ProtocolError => libc::EPROTO,
+        })
+    }
+
     /// The calling thread's current errno.
     pub fn last() -> Errno {
         // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
