@@ -630,6 +630,25 @@ fn send_one(
 }
 
 /// The TCP side of `sendto`/`sendmsg`: only `MSG_FASTOPEN` can open a connection.
+/// The socket of a send the supervisor must make itself (an inet datagram socket), or
+/// the answer already decided: `CONTINUE` for other families, [`stream_send`]'s for TCP.
+fn datagram_socket(
+    sh: &Shared,
+    c: &Caller<'_>,
+    fd: i32,
+    flags: i32,
+    what: &str,
+) -> Result<Result<Sock, Answer>, Answer> {
+    let sock = socket_of(sh, c, fd, what)?;
+    if !sock.inet() {
+        return Ok(Err(Answer::Continue));
+    }
+    if sock.ty == libc::SOCK_STREAM {
+        return stream_send(sh, c, &sock, flags).map(Err);
+    }
+    Ok(Ok(sock))
+}
+
 fn stream_send(sh: &Shared, c: &Caller<'_>, sock: &Sock, flags: i32) -> Result<Answer, Answer> {
     if flags & libc::MSG_FASTOPEN == 0 {
         return Ok(Answer::Continue);
@@ -654,13 +673,10 @@ fn stream_send(sh: &Shared, c: &Caller<'_>, sock: &Sock, flags: i32) -> Result<A
 fn on_sendto(sh: &Shared, c: &Caller<'_>, args: [u64; 6]) -> Result<Answer, Answer> {
     let fd = args[0] as i32;
     let flags = args[3] as i32;
-    let sock = socket_of(sh, c, fd, "sendto")?;
-    if !sock.inet() {
-        return Ok(Answer::Continue);
-    }
-    if sock.ty == libc::SOCK_STREAM {
-        return stream_send(sh, c, &sock, flags);
-    }
+    let sock = match datagram_socket(sh, c, fd, flags, "sendto")? {
+        Ok(sock) => sock,
+        Err(decided) => return Ok(decided),
+    };
     let alen = args[5] as u32;
     if alen > MAX_ADDR {
         return Ok(Answer::Error(libc::EINVAL));
@@ -748,13 +764,10 @@ fn read_msghdr(sh: &Shared, c: &Caller<'_>, addr: u64) -> Result<Datagram, Answe
 fn on_sendmsg(sh: &Shared, c: &Caller<'_>, args: [u64; 6]) -> Result<Answer, Answer> {
     let fd = args[0] as i32;
     let flags = args[2] as i32;
-    let sock = socket_of(sh, c, fd, "sendmsg")?;
-    if !sock.inet() {
-        return Ok(Answer::Continue);
-    }
-    if sock.ty == libc::SOCK_STREAM {
-        return stream_send(sh, c, &sock, flags);
-    }
+    let sock = match datagram_socket(sh, c, fd, flags, "sendmsg")? {
+        Ok(sock) => sock,
+        Err(decided) => return Ok(decided),
+    };
     let d = read_msghdr(sh, c, args[1])?;
     let n = send_one(sh, c, &sock, &d, flags)?;
     Ok(Answer::Value(n as i64))
@@ -765,13 +778,10 @@ fn on_sendmmsg(sh: &Shared, c: &Caller<'_>, args: [u64; 6]) -> Result<Answer, An
     let vec = args[1];
     let vlen = (args[2] as u32 as usize).min(UIO_MAXIOV);
     let flags = args[3] as i32;
-    let sock = socket_of(sh, c, fd, "sendmmsg")?;
-    if !sock.inet() {
-        return Ok(Answer::Continue);
-    }
-    if sock.ty == libc::SOCK_STREAM {
-        return stream_send(sh, c, &sock, flags);
-    }
+    let sock = match datagram_socket(sh, c, fd, flags, "sendmmsg")? {
+        Ok(sock) => sock,
+        Err(decided) => return Ok(decided),
+    };
     let mut sent = 0usize;
     for i in 0..vlen {
         let at = vec + (i * MMSGHDR) as u64;
